@@ -25,6 +25,9 @@ def main(argv: list[str]) -> int:
     pre.add_argument("--replset-name", metavar="NAME")
     ours, rest = pre.parse_known_args(argv)
 
+    if "-h" in rest or "--help" in rest:
+        print("secantus-launch.py: --replset-name NAME  replica-set name to advertise "
+              "(default: secantus); all other flags are secantusd-py's:\n")
     import secantus.cli as cli
 
     if ours.replset_name is not None:
