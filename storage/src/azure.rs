@@ -11,19 +11,46 @@ pub struct Azure;
 
 impl Azure {
     pub fn new(_conf: &AzureConf, _node: Option<&str>) -> Result<Self> {
-        Err(StorageError::config(StorageType::Azure, "not implemented yet"))
+        Err(StorageError::config(
+            StorageType::Azure,
+            "not implemented yet",
+        ))
     }
 }
 
 #[async_trait]
 impl Storage for Azure {
-    fn kind(&self) -> StorageType { StorageType::Azure }
-    fn location(&self) -> String { unimplemented!() }
-    async fn save(&self, _: &str, _: ByteReader, _: Option<u64>, _: &CancellationToken) -> Result<u64> { unimplemented!() }
-    async fn open(&self, _: &str) -> Result<ByteReader> { unimplemented!() }
-    async fn open_range(&self, _: &str, _: u64, _: u64) -> Result<ByteReader> { unimplemented!() }
-    async fn stat(&self, _: &str) -> Result<ObjectMeta> { unimplemented!() }
-    fn list<'a>(&'a self, _: &'a str) -> BoxStream<'a, Result<ObjectMeta>> { unimplemented!() }
-    async fn delete(&self, _: &str) -> Result<()> { unimplemented!() }
-    async fn copy(&self, _: &str, _: &str) -> Result<()> { unimplemented!() }
+    fn kind(&self) -> StorageType {
+        StorageType::Azure
+    }
+    fn location(&self) -> String {
+        unimplemented!()
+    }
+    async fn save(
+        &self,
+        _: &str,
+        _: ByteReader,
+        _: Option<u64>,
+        _: &CancellationToken,
+    ) -> Result<u64> {
+        unimplemented!()
+    }
+    async fn open(&self, _: &str) -> Result<ByteReader> {
+        unimplemented!()
+    }
+    async fn open_range(&self, _: &str, _: u64, _: u64) -> Result<ByteReader> {
+        unimplemented!()
+    }
+    async fn stat(&self, _: &str) -> Result<ObjectMeta> {
+        unimplemented!()
+    }
+    fn list<'a>(&'a self, _: &'a str) -> BoxStream<'a, Result<ObjectMeta>> {
+        unimplemented!()
+    }
+    async fn delete(&self, _: &str) -> Result<()> {
+        unimplemented!()
+    }
+    async fn copy(&self, _: &str, _: &str) -> Result<()> {
+        unimplemented!()
+    }
 }

@@ -108,8 +108,13 @@ impl StorageError {
         let kind = match e.kind() {
             K::NotFound => ErrorKind::NotFound,
             K::PermissionDenied => ErrorKind::Auth,
-            K::Interrupted | K::TimedOut | K::WouldBlock | K::ConnectionReset
-            | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => ErrorKind::Transient,
+            K::Interrupted
+            | K::TimedOut
+            | K::WouldBlock
+            | K::ConnectionReset
+            | K::ConnectionAborted
+            | K::BrokenPipe
+            | K::UnexpectedEof => ErrorKind::Transient,
             _ => ErrorKind::Other,
         };
         Self::new(kind, storage, op, object, e.to_string())

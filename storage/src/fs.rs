@@ -239,7 +239,9 @@ impl Storage for Filesystem {
         f.seek(std::io::SeekFrom::Start(offset))
             .await
             .map_err(|e| StorageError::io(KIND, "open", name, &e))?;
-        let buf = self.read_buf.min(usize::try_from(len).unwrap_or(usize::MAX).max(1));
+        let buf = self
+            .read_buf
+            .min(usize::try_from(len).unwrap_or(usize::MAX).max(1));
         Ok(Box::new(BufReader::with_capacity(buf, f).take(len)))
     }
 

@@ -3,7 +3,7 @@
 use bytes::{Bytes, BytesMut};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
@@ -68,6 +68,61 @@ impl<R: AsyncRead> AsyncRead for CountingReader<R> {
     }
 }
 
+/// A view of at most `limit` bytes of a reader shared behind a mutex, so that one
+/// input stream can be handed out piece by piece to calls that take ownership of a
+/// reader (the split into `.pbmpart.N` objects, a retried `save`).
+pub struct SharedReader {
+    pub inner: Arc<Mutex<crate::ByteReader>>,
+    pub limit: u64,
+}
+
+impl SharedReader {
+    pub fn new(inner: Arc<Mutex<crate::ByteReader>>, limit: u64) -> Self {
+        Self { inner, limit }
+    }
+}
+
+/// Puts `bytes` back in front of a shared reader (after a peek).
+pub fn unread(shared: &Mutex<crate::ByteReader>, bytes: &[u8]) {
+    let mut guard = match shared.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    let rest = std::mem::replace(&mut *guard, Box::new(tokio::io::empty()));
+    *guard = Box::new(std::io::Cursor::new(bytes.to_vec()).chain(rest));
+}
+
+impl AsyncRead for SharedReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.limit == 0 || buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        let max = usize::try_from(self.limit)
+            .unwrap_or(usize::MAX)
+            .min(buf.remaining());
+        // Read into a bounded view so that a short limit is never exceeded.
+        let mut tmp = ReadBuf::new(buf.initialize_unfilled_to(max));
+        let r = {
+            // Never held across an await: poll_read is synchronous.
+            let mut guard = match self.inner.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            Pin::new(&mut **guard).poll_read(cx, &mut tmp)
+        };
+        let n = tmp.filled().len();
+        if let Poll::Ready(Ok(())) = r {
+            buf.advance(n);
+            self.limit -= n as u64;
+        }
+        r
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +135,24 @@ mod tests {
         let b = read_part(&mut r, 8192).await.expect("read");
         let c = read_part(&mut r, 10).await.expect("read");
         assert_eq!((a.len(), b.len(), c.len()), (4096, 10_000 - 4096, 0));
+    }
+
+    #[tokio::test]
+    async fn shared_reader_respects_limit() {
+        let src: crate::ByteReader =
+            Box::new(std::io::Cursor::new((0u8..=255).collect::<Vec<_>>()));
+        let shared = Arc::new(Mutex::new(src));
+        let mut a = Vec::new();
+        SharedReader::new(shared.clone(), 100)
+            .read_to_end(&mut a)
+            .await
+            .expect("read");
+        let mut b = Vec::new();
+        SharedReader::new(shared, u64::MAX)
+            .read_to_end(&mut b)
+            .await
+            .expect("read");
+        assert_eq!(a, (0u8..100).collect::<Vec<_>>());
+        assert_eq!(b, (100u8..=255).collect::<Vec<_>>());
     }
 }

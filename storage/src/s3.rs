@@ -17,13 +17,37 @@ impl S3 {
 
 #[async_trait]
 impl Storage for S3 {
-    fn kind(&self) -> StorageType { StorageType::S3 }
-    fn location(&self) -> String { unimplemented!() }
-    async fn save(&self, _: &str, _: ByteReader, _: Option<u64>, _: &CancellationToken) -> Result<u64> { unimplemented!() }
-    async fn open(&self, _: &str) -> Result<ByteReader> { unimplemented!() }
-    async fn open_range(&self, _: &str, _: u64, _: u64) -> Result<ByteReader> { unimplemented!() }
-    async fn stat(&self, _: &str) -> Result<ObjectMeta> { unimplemented!() }
-    fn list<'a>(&'a self, _: &'a str) -> BoxStream<'a, Result<ObjectMeta>> { unimplemented!() }
-    async fn delete(&self, _: &str) -> Result<()> { unimplemented!() }
-    async fn copy(&self, _: &str, _: &str) -> Result<()> { unimplemented!() }
+    fn kind(&self) -> StorageType {
+        StorageType::S3
+    }
+    fn location(&self) -> String {
+        unimplemented!()
+    }
+    async fn save(
+        &self,
+        _: &str,
+        _: ByteReader,
+        _: Option<u64>,
+        _: &CancellationToken,
+    ) -> Result<u64> {
+        unimplemented!()
+    }
+    async fn open(&self, _: &str) -> Result<ByteReader> {
+        unimplemented!()
+    }
+    async fn open_range(&self, _: &str, _: u64, _: u64) -> Result<ByteReader> {
+        unimplemented!()
+    }
+    async fn stat(&self, _: &str) -> Result<ObjectMeta> {
+        unimplemented!()
+    }
+    fn list<'a>(&'a self, _: &'a str) -> BoxStream<'a, Result<ObjectMeta>> {
+        unimplemented!()
+    }
+    async fn delete(&self, _: &str) -> Result<()> {
+        unimplemented!()
+    }
+    async fn copy(&self, _: &str, _: &str) -> Result<()> {
+        unimplemented!()
+    }
 }
