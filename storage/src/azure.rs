@@ -31,11 +31,11 @@ use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use object_store::azure::{split_sas, MicrosoftAzure, MicrosoftAzureBuilder};
 use object_store::client::{
     HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpRequestBody,
-    ReqwestConnector,
+    HttpResponse, ReqwestConnector,
 };
 use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path;
-use object_store::signer::Method;
+use object_store::signer::{Method, Signer};
 use object_store::{
     BackoffConfig, ClientOptions, GetOptions, MultipartUpload, ObjectStore, ObjectStoreExt,
     PutPayload, RetryConfig,
@@ -77,6 +77,11 @@ const DEFAULT_MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 /// PBM bounds retries by count only, so this is set out of the way.
 const RETRY_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
+/// How long a presigned URL for checking a copy's status stays valid.
+const COPY_URL_VALIDITY: Duration = Duration::from_secs(3600);
+/// How long `copy` waits for a pending server-side copy.
+const COPY_WAIT_LIMIT: Duration = Duration::from_secs(3600);
+
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// reqwest's read timeout runs from the start of a request to its response headers
 /// (so it bounds a block's upload) and then between body chunks (a stalled download).
@@ -91,7 +96,8 @@ pub struct Azure {
     prefix: String,
     block_size: u64,
     concurrency: usize,
-    /// The SAS query pairs when authenticating with a SAS token (see `delete_with_sas`).
+    /// The SAS query pairs when authenticating with a SAS token, for the requests
+    /// object_store cannot make (`delete` with a SAS, the copy status).
     sas: Option<Vec<(String, String)>>,
     /// A plain HTTP client for that one request object_store cannot make.
     http: HttpClient,
@@ -372,8 +378,7 @@ impl Azure {
         name: &str,
         data: &mut ByteReader,
         mut block: u64,
-        first: Bytes,
-        second: Bytes,
+        [first, second]: [Bytes; 2],
         cancel: &CancellationToken,
     ) -> Result<u64> {
         // Dropping the set (on error or cancellation) aborts the blocks in flight.
@@ -402,7 +407,7 @@ impl Azure {
             total += part.len() as u64;
             count += 1;
             tasks.spawn(upload.put_part(PutPayload::from(part)));
-            if count % BLOCKS_PER_SIZE_STEP == 0 && block < MAX_BLOCK {
+            if count.is_multiple_of(BLOCKS_PER_SIZE_STEP) && block < MAX_BLOCK {
                 block = (block * 2).min(MAX_BLOCK);
                 tracing::debug!(name, block, "azure: raising the block size");
             }
@@ -442,20 +447,19 @@ impl Azure {
         }
     }
 
-    /// Delete Blob with the SAS in its URL. object_store deletes through Blob Batch,
-    /// which Azurite answers with HTTP 500 when a SAS authorizes it; a plain Delete
-    /// Blob works wherever the SAS grants `d`. Retried like object_store's requests.
-    async fn delete_with_sas(
+    /// The blob's URL with `sas` appended: a request object_store cannot make.
+    fn sas_url(
         &self,
+        op: &'static str,
         name: &str,
         path: &Path,
         sas: &[(String, String)],
-    ) -> Result<()> {
+    ) -> Result<Url> {
         let bad_url = || {
             StorageError::new(
                 ErrorKind::Config,
                 KIND,
-                "delete",
+                op,
                 name,
                 "storage.azure.endpointUrl cannot address blobs",
             )
@@ -467,14 +471,34 @@ impl Azure {
             .push(&self.ctx.container)
             .extend(path.parts());
         url.query_pairs_mut().extend_pairs(sas);
+        Ok(url)
+    }
+
+    /// Sends a request whose URL carries its own authorization (a SAS), retried on
+    /// transient failures like object_store's requests. Any non-2xx is an error.
+    async fn send_presigned(
+        &self,
+        op: &'static str,
+        name: &str,
+        method: Method,
+        url: &Url,
+    ) -> Result<HttpResponse> {
         let mut delay = self.retry.backoff.init_backoff;
         let mut attempt = 0;
         loop {
             let mut req = HttpRequest::new(HttpRequestBody::empty());
-            *req.method_mut() = Method::DELETE;
-            *req.uri_mut() = url.as_str().parse().map_err(|_| bad_url())?;
+            *req.method_mut() = method.clone();
+            *req.uri_mut() = url.as_str().parse().map_err(|_| {
+                StorageError::new(
+                    ErrorKind::Other,
+                    KIND,
+                    op,
+                    name,
+                    "cannot build the request URL",
+                )
+            })?;
             let failure = match self.http.execute(req).await {
-                Ok(resp) if resp.status().is_success() => return Ok(()),
+                Ok(resp) if resp.status().is_success() => return Ok(resp),
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let body = resp
@@ -487,9 +511,8 @@ impl Azure {
                 }
                 Err(e) => Failure::from_transport(&e),
             };
-            let err = self.ctx.classify_failure("delete", name, failure);
+            let err = self.ctx.classify_failure(op, name, failure);
             match err.kind {
-                ErrorKind::NotFound => return Ok(()),
                 ErrorKind::Transient | ErrorKind::Unreachable
                     if attempt < self.retry.max_retries =>
                 {
@@ -498,6 +521,74 @@ impl Azure {
                     delay = (delay * 2).min(self.retry.backoff.max_backoff);
                 }
                 _ => return Err(err),
+            }
+        }
+    }
+
+    /// Waits until a Copy Blob into `dst` is done, as PBM does: within one account it
+    /// usually is when Copy Blob returns, but Azure does not promise it, and a reader
+    /// of a pending copy would see an incomplete blob. object_store does not expose
+    /// the copy status, so this reads it with a HEAD on a presigned URL. When no URL
+    /// can be presigned or the credentials may not read, the copy is taken as done
+    /// (a warning says so): Copy Blob itself succeeded.
+    async fn wait_for_copy(&self, to: &str, dst: &Path) -> Result<()> {
+        let url = match &self.sas {
+            Some(sas) => self.sas_url("copy", to, dst, sas)?,
+            None => match self
+                .store
+                .signed_url(Method::GET, dst, COPY_URL_VALIDITY)
+                .await
+            {
+                Ok(u) => u,
+                Err(e) => {
+                    let e = self.err("copy", to, &e);
+                    tracing::warn!(object = to, "azure: cannot check the copy status: {e}");
+                    return Ok(());
+                }
+            },
+        };
+        let started = std::time::Instant::now();
+        let mut delay = Duration::from_millis(200);
+        loop {
+            let resp = match self.send_presigned("copy", to, Method::HEAD, &url).await {
+                Ok(r) => r,
+                Err(e) if e.kind == ErrorKind::Auth => {
+                    tracing::warn!(object = to, "azure: cannot check the copy status: {e}");
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+            let header = |h: &str| {
+                resp.headers()
+                    .get(h)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            match header("x-ms-copy-status").as_deref() {
+                None | Some("success") => return Ok(()),
+                Some("pending") if started.elapsed() < COPY_WAIT_LIMIT => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Some("pending") => {
+                    return Err(StorageError::new(
+                        ErrorKind::Transient,
+                        KIND,
+                        "copy",
+                        to,
+                        format!("server-side copy still pending after {COPY_WAIT_LIMIT:?}"),
+                    ))
+                }
+                Some(other) => {
+                    let why = header("x-ms-copy-status-description").unwrap_or_default();
+                    return Err(StorageError::new(
+                        ErrorKind::Other,
+                        KIND,
+                        "copy",
+                        to,
+                        self.ctx.redact(&format!("server-side copy {other}: {why}")),
+                    ));
+                }
             }
         }
     }
@@ -850,7 +941,7 @@ impl Storage for Azure {
             // Checked first, so that an already-cancelled save does no work.
             biased;
             _ = cancel.cancelled() => Err(StorageError::cancelled(KIND, "save", name)),
-            r = self.stage_blocks(&mut *upload, name, &mut data, block, first, second, cancel) => r,
+            r = self.stage_blocks(&mut *upload, name, &mut data, block, [first, second], cancel) => r,
         };
         let committed = match staged {
             Ok(_) if cancel.is_cancelled() => Err(StorageError::cancelled(KIND, "save", name)),
@@ -976,7 +1067,17 @@ impl Storage for Azure {
     async fn delete(&self, name: &str) -> Result<()> {
         let path = self.path("delete", name)?;
         if let Some(sas) = &self.sas {
-            return self.delete_with_sas(name, &path, sas).await;
+            // object_store deletes through Blob Batch, which Azurite answers with
+            // HTTP 500 when a SAS authorizes it; a plain Delete Blob works wherever the
+            // SAS grants `d`.
+            let url = self.sas_url("delete", name, &path, sas)?;
+            return match self
+                .send_presigned("delete", name, Method::DELETE, &url)
+                .await
+            {
+                Err(e) if e.kind != ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            };
         }
         match self.store.delete(&path).await {
             Ok(()) => Ok(()),
@@ -998,7 +1099,8 @@ impl Storage for Azure {
         self.store
             .copy(&src, &dst)
             .await
-            .map_err(|e| self.err("copy", from, &e))
+            .map_err(|e| self.err("copy", from, &e))?;
+        self.wait_for_copy(to, &dst).await
     }
 }
 
