@@ -16,10 +16,16 @@
 //!   staged in parallel (Put Block) and committed by one Put Block List, so a blob
 //!   appears under its name only when complete. A failed or cancelled save commits
 //!   nothing; the staged blocks are uncommitted and Azure discards them after a week;
-//! - `copy` is the server-side Copy Blob. Unlike PBM, rbm does not poll the copy
-//!   status (`object_store` does not expose it): within one storage account a block
-//!   blob copy is done when Copy Blob returns in practice, and rbm only copies within
-//!   its own container.
+//! - `list` pages through List Blobs with the raw name prefix (object_store's `list`
+//!   would only match whole `/` segments) and returns names in Azure's order, which is
+//!   name order;
+//! - `delete` goes through Blob Batch (object_store's only delete) with a shared key or
+//!   Entra ID, and through a plain Delete Blob with a SAS (Azurite rejects a batch
+//!   authorized by a SAS);
+//! - `copy` is the server-side Copy Blob, then, as PBM does, a wait while the copy is
+//!   pending: Azure only says a same-account copy *can* complete synchronously.
+//!
+//! Azurite stores a `\` in a blob name as `/` (so the tests avoid it); PBM never writes one.
 
 use crate::io::read_part;
 use crate::{
@@ -99,7 +105,7 @@ pub struct Azure {
     /// The SAS query pairs when authenticating with a SAS token, for the requests
     /// object_store cannot make (`delete` with a SAS, the copy status).
     sas: Option<Vec<(String, String)>>,
-    /// A plain HTTP client for that one request object_store cannot make.
+    /// A plain HTTP client (same options) for the requests object_store cannot make.
     http: HttpClient,
     retry: RetryConfig,
     /// Set once a request showed that the container exists, so that a missing blob
@@ -1183,6 +1189,17 @@ mod tests {
             a.ctx.redact("sig=AbC+d/e= and AbC%2Bd%2Fe%3D"),
             "sig=*** and ***"
         );
+    }
+
+    #[test]
+    fn entra_id_needs_no_secret_in_the_config() {
+        let mut c = conf();
+        c.credentials = AzureCredentials {
+            use_azure_identity: true,
+            ..Default::default()
+        };
+        let a = Azure::new(&c, None).expect("azure with Entra ID");
+        assert!(format!("{a:?}").contains("Entra ID"));
     }
 
     #[test]
