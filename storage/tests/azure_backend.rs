@@ -204,6 +204,49 @@ async fn multi_block_upload_stages_blocks_in_parallel_and_is_byte_identical() {
     cleanup(&s).await;
 }
 
+/// With uploads stuck in flight, `save` reads no further than the blocks in flight
+/// plus the one it holds: memory does not grow with the object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_uploads_bound_the_input_read_ahead() {
+    let e = env();
+    // Accepts connections and never answers, so every block stays in flight.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    let mut c = conf(&e, "");
+    c.endpoint_url = Some(format!("http://127.0.0.1:{port}/{}", e.account));
+    c.upload_part_size = Some(64 << 10);
+    c.upload_concurrency = Some(2);
+    let s = Azure::new(&c, None).expect("azure");
+    let (input, read) =
+        rbm_storage::io::CountingReader::new(std::io::Cursor::new(random_bytes(10 << 20, 8)));
+    let cancel = CancellationToken::new();
+    let save = s.save("stuck", Box::new(input), None, &cancel);
+    let watch = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let n = read.load(Ordering::SeqCst);
+        cancel.cancel();
+        n
+    };
+    let (res, n) =
+        tokio::time::timeout(Duration::from_secs(10), async { tokio::join!(save, watch) })
+            .await
+            .expect("save returns after cancellation");
+    assert_eq!(
+        n,
+        3 * (64 << 10),
+        "2 blocks in flight + 1 held = 3 blocks read, not {n} bytes"
+    );
+    assert_eq!(res.expect_err("cancelled").kind, ErrorKind::Cancelled);
+}
+
 #[tokio::test]
 async fn small_input_is_one_put_blob() {
     let e = env();
