@@ -329,8 +329,10 @@ impl Azure {
         self.block_size.max(needed).min(MAX_BLOCK)
     }
 
-    /// Tells a missing blob from a missing container (or refused credentials) after a
-    /// HEAD, whose 404 has no body to say which.
+    /// Tells a missing blob from a missing container after a 404 that does not say
+    /// which (a HEAD has no body; Blob Batch says only 404). Only a missing container
+    /// overrides the 404: credentials that may not list (a SAS without `l`) or a
+    /// failing check leave the blob missing.
     async fn check_container(&self, op: &'static str, object: &str) -> Result<()> {
         if self.container_seen.load(Ordering::Relaxed) {
             return Ok(());
@@ -344,7 +346,10 @@ impl Azure {
                 self.container_seen.store(true, Ordering::Relaxed);
                 Ok(())
             }
-            Err(e) => Err(self.err(op, object, &e)),
+            Err(e) => match self.err(op, object, &e) {
+                err if err.kind == ErrorKind::NoBucket => Err(err),
+                _ => Ok(()),
+            },
         }
     }
 

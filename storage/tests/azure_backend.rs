@@ -695,6 +695,17 @@ async fn sas_token_works_and_never_shows() {
     assert_no_secret(&err, &ro_sig);
     assert_no_secret(&err, &percent_decode(&ro_sig));
     eprintln!("read-only SAS message: {err}");
+
+    // A token that may not list: a missing blob is still NotFound, not Auth (telling
+    // it from a missing container needs a listing).
+    c.credentials.sas_token = Secret::new(raw.account_sas("rwd"));
+    let s = Azure::new(&c, None).expect("azure with SAS");
+    let err = s.stat("missing").await.expect_err("missing");
+    assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+    assert_eq!(
+        list_all(&s, "").await.expect_err("no list permission").kind,
+        ErrorKind::Auth
+    );
 }
 
 // ---------------------------------------------------------------------------------
