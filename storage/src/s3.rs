@@ -33,6 +33,8 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+mod insecure_tls;
+
 const KIND: StorageType = StorageType::S3;
 const DEFAULT_REGION: &str = "us-east-1";
 /// PBM's `retryer` defaults (AWS SDK for Go v2 standard retryer with PBM's delays).
@@ -426,15 +428,6 @@ impl S3 {
     /// # Errors
     /// An invalid or unsupported setting.
     pub async fn new(conf: &S3Conf, node: Option<&str>) -> Result<Self> {
-        if conf.insecure_skip_tls_verify {
-            // The SDK's HTTPS client has no switch to turn off certificate checks.
-            return Err(StorageError::config(
-                KIND,
-                "storage.s3.insecureSkipTLSVerify is not supported by rbm: add the endpoint's CA \
-                 certificate to the system trust store, or point SSL_CERT_FILE at a PEM bundle \
-                 that contains it",
-            ));
-        }
         let endpoint = node
             .and_then(|n| conf.endpoint_url_map.as_ref()?.get(n))
             .or(conf.endpoint_url.as_ref())
@@ -484,6 +477,14 @@ impl S3 {
             .region(Region::new(region))
             .retry_config(retry_config)
             .timeout_config(timeouts);
+        if conf.insecure_skip_tls_verify {
+            let http =
+                insecure_tls::client(CONNECT_TIMEOUT).map_err(|e| StorageError::config(KIND, e))?;
+            tracing::warn!(
+                "storage.s3.insecureSkipTLSVerify is set: TLS certificates of the S3 endpoint are not verified"
+            );
+            loader = loader.http_client(http);
+        }
         let creds = &conf.credentials;
         if creds.vault.is_some() {
             tracing::warn!(

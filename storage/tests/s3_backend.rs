@@ -614,14 +614,100 @@ async fn prefix_is_trimmed_and_hidden_from_names() {
     assert!(read_all(&s, "c/b.bin").await == vec![2; 20]);
 }
 
+/// A TLS proxy with a self-signed certificate in front of s3s-fs (which speaks plain
+/// HTTP only); returns its `https://` URL. The Host header passes through unchanged, so
+/// SigV4 signatures still verify behind it.
+async fn tls_proxy() -> String {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+    let certs = CertificateDer::pem_file_iter(format!("{dir}/test-only.crt"))
+        .expect("test certificate")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("test certificate PEM");
+    let key = PrivateKeyDer::from_pem_file(format!("{dir}/test-only.key")).expect("test key");
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server TLS config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
+    let upstream = env("RBM_TEST_S3_ENDPOINT")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let (acceptor, upstream) = (acceptor.clone(), upstream.clone());
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake: not an error here.
+                let Ok(mut tls) = acceptor.accept(sock).await else {
+                    return;
+                };
+                let Ok(mut up) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+            });
+        }
+    });
+    format!("https://127.0.0.1:{port}")
+}
+
 #[tokio::test]
-async fn insecure_skip_tls_verify_is_refused_clearly() {
-    let mut conf = s3s_conf("p");
+async fn insecure_skip_tls_verify_accepts_a_self_signed_endpoint() {
+    let url = tls_proxy().await;
+    let mut conf = s3s_conf(&unique("tls"));
+    conf.endpoint_url = Some(url);
+    conf.upload_part_size = Some(5 << 20);
+    conf.retryer = Some(Retryer {
+        num_max_retries: Some(0),
+        ..Default::default()
+    });
+
+    // Verified by default: the self-signed certificate is refused, as an unreachable
+    // endpoint (nothing trustworthy answers there).
+    let strict = backend(&conf).await;
+    let e = strict
+        .stat("x.bin")
+        .await
+        .expect_err("an untrusted certificate must be refused");
+    assert_eq!(e.kind, ErrorKind::Unreachable, "{e}");
+    assert!(
+        e.to_string().to_ascii_lowercase().contains("certificate"),
+        "{e}"
+    );
+
     conf.insecure_skip_tls_verify = true;
-    setup();
-    let e = S3::new(&conf, None).await.expect_err("unsupported setting");
-    assert_eq!(e.kind, ErrorKind::Config, "{e}");
-    assert!(e.to_string().contains("insecureSkipTLSVerify"), "{e}");
+    let s = backend(&conf).await;
+    let cancel = CancellationToken::new();
+    let small = data(1000, 11);
+    let big = data(11 * MIB + 5, 12);
+    s.save("small.bin", reader(small.clone()), None, &cancel)
+        .await
+        .expect("put over TLS");
+    s.save("big.bin", reader(big.clone()), None, &cancel)
+        .await
+        .expect("multipart over TLS");
+    assert!(read_all(&s, "small.bin").await == small);
+    assert!(read_all(&s, "big.bin").await == big);
+    let names: Vec<_> = list_all(&s, "")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(names, ["big.bin", "small.bin"]);
+    assert_eq!(
+        s.stat("none.bin").await.expect_err("missing").kind,
+        ErrorKind::NotFound
+    );
 }
 
 #[tokio::test]
