@@ -240,6 +240,92 @@ async fn multipart_with_parts_in_flight_is_byte_identical() {
     }
 }
 
+/// Requests in flight through a plain TCP proxy to s3s-fs: the highest count seen.
+#[derive(Default)]
+struct InFlight {
+    now: std::sync::atomic::AtomicUsize,
+    max: std::sync::atomic::AtomicUsize,
+}
+
+/// A proxy that counts HTTP/1.1 requests in flight: a connection's request starts when
+/// the client sends while none is outstanding, and ends when the server starts to answer.
+async fn counting_proxy() -> (String, std::sync::Arc<InFlight>) {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use std::sync::Arc;
+    use tokio::io::AsyncWriteExt;
+    let stats = Arc::new(InFlight::default());
+    let upstream = env("RBM_TEST_S3_ENDPOINT")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let st = stats.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                return;
+            };
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            let active = Arc::new(AtomicBool::new(false));
+            let (st_up, active_up) = (st.clone(), active.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 << 10];
+                while let Ok(n @ 1..) = cr.read(&mut buf).await {
+                    if !active_up.swap(true, SeqCst) {
+                        let now = st_up.now.fetch_add(1, SeqCst) + 1;
+                        st_up.max.fetch_max(now, SeqCst);
+                    }
+                    if sw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let st_down = st.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 << 10];
+                while let Ok(n @ 1..) = sr.read(&mut buf).await {
+                    if active.swap(false, SeqCst) {
+                        st_down.now.fetch_sub(1, SeqCst);
+                    }
+                    if cw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (url, stats)
+}
+
+#[tokio::test]
+async fn parts_go_up_in_parallel_within_the_limit() {
+    let (url, stats) = counting_proxy().await;
+    let mut conf = s3s_conf(&unique("par"));
+    conf.endpoint_url = Some(url);
+    conf.upload_part_size = Some(5 << 20);
+    conf.upload_concurrency = Some(3);
+    let s = backend(&conf).await;
+    let want = data(8 * 5 * MIB + 1, 13);
+    s.save(
+        "par.bin",
+        reader(want.clone()),
+        None,
+        &CancellationToken::new(),
+    )
+    .await
+    .expect("multipart save through the proxy");
+    let max = stats.max.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (2..=3).contains(&max),
+        "expected 2-3 parts in flight (uploadConcurrency 3), saw {max}"
+    );
+    assert!(read_all(&s, "par.bin").await == want);
+}
+
 #[tokio::test]
 async fn part_count_and_single_put_on_moto() {
     let client = moto_client().await;
