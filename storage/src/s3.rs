@@ -33,7 +33,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-mod insecure_tls;
+mod tls;
 
 const KIND: StorageType = StorageType::S3;
 const DEFAULT_REGION: &str = "us-east-1";
@@ -479,10 +479,12 @@ impl S3 {
             .timeout_config(timeouts);
         if conf.insecure_skip_tls_verify {
             let http =
-                insecure_tls::client(CONNECT_TIMEOUT).map_err(|e| StorageError::config(KIND, e))?;
+                tls::insecure_client(CONNECT_TIMEOUT).map_err(|e| StorageError::config(KIND, e))?;
             tracing::warn!(
                 "storage.s3.insecureSkipTLSVerify is set: TLS certificates of the S3 endpoint are not verified"
             );
+            loader = loader.http_client(http);
+        } else if let Some(http) = tls::ca_bundle_client() {
             loader = loader.http_client(http);
         }
         let creds = &conf.credentials;
