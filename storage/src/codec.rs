@@ -1,4 +1,34 @@
-//! PBM's compression codecs as streaming adapters. STUB: being written.
+//! PBM's compression codecs (`pbm/compress/compress.go`), as sync building blocks and as
+//! streaming adapters over [`ByteReader`].
+//!
+//! Formats, and the Go readers PBM uses for them:
+//!
+//! | name            | ext       | format                               | PBM's Go reader              |
+//! |-----------------|-----------|--------------------------------------|------------------------------|
+//! | `none`          | (none)    | raw bytes                            | -                            |
+//! | `gzip`, `pgzip` | `.gz`     | gzip, possibly multi-member (pgzip)  | `compress/gzip` (multistream)|
+//! | `snappy`        | `.snappy` | Snappy framing format                | `golang/snappy`              |
+//! | `lz4`           | `.lz4`    | LZ4 frame, independent blocks        | `pierrec/lz4` v2             |
+//! | `s2`            | `.s2`     | klauspost S2 stream (Snappy framing superset) | `klauspost/compress/s2` |
+//! | `zstd`          | `.zst`    | Zstandard frames                     | `klauspost/compress/zstd`    |
+//!
+//! Decoding S2 and Snappy goes through one framed reader (`FramedReader`): S2's block format
+//! is a superset of Snappy's, so an S2 block decoder also decodes Snappy blocks. That is
+//! what lets `.snappy` files written by PBM < 1.7 (which are really S2 streams) decode
+//! without PBM's retry-on-`snappy: corrupt input`.
+
+use std::fmt;
+use std::future::Future;
+use std::io::{self, Read, Write};
+use std::pin::Pin;
+use std::str::FromStr;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::ByteReader;
 
@@ -10,17 +40,712 @@ pub enum Compression {
     Pgzip,
     Snappy,
     Lz4,
+    /// PBM's default for backups and PITR.
     #[default]
     S2,
     Zstd,
 }
 
-/// Wraps `input` so that reading it yields the compressed stream.
-pub fn compress_reader(input: ByteReader, _c: Compression, _level: Option<i32>) -> ByteReader {
-    input
+/// A compression name or level that PBM would not accept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    #[error("unknown compression type {0:?} (valid: none, gzip, pgzip, snappy, lz4, s2, zstd)")]
+    UnknownType(String),
+    #[error("compression level {level} is not valid for {compression} (valid: {valid})")]
+    Level {
+        compression: Compression,
+        level: i32,
+        valid: &'static str,
+    },
 }
 
-/// Wraps `input` so that reading it yields the decompressed stream.
-pub fn decompress_reader(input: ByteReader, _c: Compression) -> ByteReader {
-    input
+impl From<CodecError> for io::Error {
+    fn from(e: CodecError) -> Self {
+        io::Error::new(io::ErrorKind::InvalidInput, e)
+    }
+}
+
+impl Compression {
+    /// Every type, in PBM's order.
+    pub const ALL: [Compression; 7] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Pgzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::S2,
+        Compression::Zstd,
+    ];
+
+    /// PBM's name (`--compression`, `compression` in metas and configs).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Pgzip => "pgzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::S2 => "s2",
+            Compression::Zstd => "zstd",
+        }
+    }
+
+    /// The file name suffix PBM appends (`CompressionType.Suffix`), with its dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Compression::None => "",
+            Compression::Gzip | Compression::Pgzip => ".gz",
+            Compression::Snappy => ".snappy",
+            Compression::Lz4 => ".lz4",
+            Compression::S2 => ".s2",
+            Compression::Zstd => ".zst",
+        }
+    }
+
+    /// The compression of a stored file judged by its extension, as PBM's
+    /// `FileCompression(filepath.Ext(name))`: `.gz` is pgzip (both decode the same way),
+    /// an unknown or missing extension is `none`. Matching is case-sensitive, as in PBM.
+    pub fn from_file_name(name: &str) -> Compression {
+        let base = name.rsplit('/').next().unwrap_or(name);
+        let ext = base.rfind('.').map_or("", |i| &base[i + 1..]);
+        match ext {
+            "gz" => Compression::Pgzip,
+            "lz4" => Compression::Lz4,
+            "snappy" => Compression::Snappy,
+            "s2" => Compression::S2,
+            "zst" => Compression::Zstd,
+            _ => Compression::None,
+        }
+    }
+
+    /// Checks a `--compression-level` the way PBM's `Compress` does: rbm accepts exactly
+    /// the levels PBM accepts, so that any PBM config keeps working. Only gzip and pgzip
+    /// have a hard range (Go's `-2..=9`); PBM takes any level for the others and maps it
+    /// (see [`Compression::level_meaning`]).
+    ///
+    /// # Errors
+    /// [`CodecError::Level`] naming the valid range.
+    pub fn check_level(self, level: Option<i32>) -> Result<(), CodecError> {
+        self.settings(level).map(|_| ())
+    }
+
+    /// What a level means for this codec in PBM, and what rbm does with it.
+    pub fn level_meaning(self) -> &'static str {
+        match self {
+            Compression::None | Compression::Snappy => "no levels; a level is ignored",
+            Compression::Gzip | Compression::Pgzip => {
+                "-1 default (6), 0 store, 1 fastest .. 9 best; -2 (Go's Huffman-only) is \
+                 written at level 1 by rbm"
+            }
+            Compression::Lz4 => {
+                "0 fast; PBM uses LZ4-HC for any other level, rbm always writes fast LZ4 \
+                 (same format, larger output)"
+            }
+            Compression::S2 => "1 uncompressed, 3 better, 4 best, anything else default",
+            Compression::Zstd => {
+                "<3 fastest (zstd 1), 3..5 default (zstd 3), 6..9 better (zstd 7), \
+                 >=10 best (zstd 11): PBM's EncoderLevelFromZstd buckets"
+            }
+        }
+    }
+
+    /// Resolves a PBM level into the codec's own setting.
+    fn settings(self, level: Option<i32>) -> Result<Settings, CodecError> {
+        Ok(match self {
+            Compression::None => Settings::None,
+            Compression::Gzip | Compression::Pgzip => {
+                let l = level.unwrap_or(-1);
+                let level = match l {
+                    -1 => flate2::Compression::default(),
+                    // flate2 has no Huffman-only mode; level 1 is the nearest in speed.
+                    -2 => flate2::Compression::fast(),
+                    0..=9 => flate2::Compression::new(l.unsigned_abs()),
+                    _ => {
+                        return Err(CodecError::Level {
+                            compression: self,
+                            level: l,
+                            valid: "-2..=9 (-1 = default)",
+                        })
+                    }
+                };
+                Settings::Gzip(level)
+            }
+            Compression::Snappy => Settings::Snappy,
+            Compression::Lz4 => Settings::Lz4,
+            Compression::S2 => Settings::S2(match level {
+                Some(1) => S2Level::Uncompressed,
+                Some(3) => S2Level::Better,
+                Some(4) => S2Level::Best,
+                _ => S2Level::Default,
+            }),
+            Compression::Zstd => Settings::Zstd(match level {
+                None => 3,
+                Some(l) if l < 3 => 1,
+                Some(l) if l < 6 => 3,
+                Some(l) if l < 10 => 7,
+                Some(_) => 11,
+            }),
+        })
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Compression {
+    type Err = CodecError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Compression::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| CodecError::UnknownType(s.to_owned()))
+    }
+}
+
+impl serde::Serialize for Compression {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Compression {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Settings {
+    None,
+    Gzip(flate2::Compression),
+    Snappy,
+    Lz4,
+    S2(S2Level),
+    /// A libzstd level.
+    Zstd(i32),
+}
+
+/// klauspost S2's writer modes, which PBM selects by level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum S2Level {
+    Uncompressed,
+    Default,
+    Better,
+    Best,
+}
+
+// ---------------------------------------------------------------------------------------
+// Sync building blocks
+// ---------------------------------------------------------------------------------------
+
+/// A compressing writer. Dropping it without [`Encoder::finish`] leaves a truncated stream.
+pub trait Encoder: Write + Send {
+    /// Writes what is buffered and the format's trailer, and flushes the inner writer.
+    ///
+    /// # Errors
+    /// Errors of the inner writer.
+    fn finish(self: Box<Self>) -> io::Result<()>;
+}
+
+/// A compressor for `c` at PBM level `level`, writing into `w`.
+///
+/// Fallible, unlike PBM's writers: a gzip level outside `-2..=9` is refused (as PBM does),
+/// and libzstd may fail to allocate its context.
+///
+/// # Errors
+/// [`io::ErrorKind::InvalidInput`] for a level PBM would refuse.
+pub fn encoder<'a, W: Write + Send + 'a>(
+    c: Compression,
+    level: Option<i32>,
+    w: W,
+) -> io::Result<Box<dyn Encoder + 'a>> {
+    Ok(match c.settings(level)? {
+        Settings::None => Box::new(Plain(w)),
+        Settings::Gzip(l) => Box::new(flate2::write::GzEncoder::new(w, l)),
+        Settings::Snappy => Box::new(snap::write::FrameEncoder::new(w)),
+        Settings::Lz4 => {
+            // pierrec/lz4 v2 (PBM's reader) refuses linked blocks; 4 MiB blocks and the
+            // content checksum are what its writer produces too.
+            let info = lz4_flex::frame::FrameInfo::new()
+                .block_size(lz4_flex::frame::BlockSize::Max4MB)
+                .block_mode(lz4_flex::frame::BlockMode::Independent)
+                .content_checksum(true);
+            Box::new(lz4_flex::frame::FrameEncoder::with_frame_info(info, w))
+        }
+        Settings::S2(l) => Box::new(S2Writer::new(w, l)),
+        Settings::Zstd(l) => {
+            let mut z = zstd::stream::write::Encoder::new(w, l)?;
+            // klauspost's encoder writes the content checksum by default; keep the same
+            // integrity check for files PBM reads back.
+            z.include_checksum(true)?;
+            Box::new(z)
+        }
+    })
+}
+
+/// A decompressor for `c` reading from `r`. `gzip`/`pgzip` read every member; `snappy`
+/// also reads S2 streams (see the module docs).
+pub fn decoder<'a, R: Read + Send + 'a>(c: Compression, r: R) -> io::Result<Box<dyn Read + Send + 'a>> {
+    Ok(match c {
+        Compression::None => Box::new(r),
+        Compression::Gzip | Compression::Pgzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
+        Compression::Snappy | Compression::S2 => Box::new(FramedReader::new(r)),
+        Compression::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(r)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(r)?),
+    })
+}
+
+struct Plain<W>(W);
+
+impl<W: Write> Write for Plain<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<W: Write + Send> Encoder for Plain<W> {
+    fn finish(mut self: Box<Self>) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<W: Write + Send> Encoder for flate2::write::GzEncoder<W> {
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        (*self).finish()?.flush()
+    }
+}
+
+impl<W: Write + Send> Encoder for snap::write::FrameEncoder<W> {
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        (*self).into_inner().map_err(|e| e.into_error())?.flush()
+    }
+}
+
+impl<W: Write + Send> Encoder for lz4_flex::frame::FrameEncoder<W> {
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        (*self).finish().map_err(io::Error::other)?.flush()
+    }
+}
+
+impl<W: Write + Send> Encoder for zstd::stream::write::Encoder<'static, W> {
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        (*self).finish()?.flush()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// S2 / Snappy framing
+// ---------------------------------------------------------------------------------------
+
+const CHUNK_COMPRESSED: u8 = 0x00;
+const CHUNK_UNCOMPRESSED: u8 = 0x01;
+const CHUNK_STREAM_ID: u8 = 0xff;
+const S2_MAGIC_CHUNK: &[u8; 10] = b"\xff\x06\x00\x00S2sTwO";
+/// Klauspost's writer default, and what PBM writes.
+const S2_BLOCK: usize = 1 << 20;
+/// The largest block an S2 stream may hold (Snappy's is 64 KiB, which is smaller).
+const S2_MAX_BLOCK: usize = 4 << 20;
+
+/// The S2 stream writer, as klauspost's `s2.Writer` (single-threaded): 1 MiB blocks,
+/// stored uncompressed when compression would not save at least 1/32 + 5 bytes.
+///
+/// minlz has a `Writer`, but only at the default level and it finishes in `Drop`, which
+/// hides write errors; PBM's levels need better/best/uncompressed blocks.
+struct S2Writer<W> {
+    inner: W,
+    level: S2Level,
+    buf: Vec<u8>,
+    wrote_header: bool,
+}
+
+impl<W: Write> S2Writer<W> {
+    fn new(inner: W, level: S2Level) -> Self {
+        Self {
+            inner,
+            level,
+            buf: Vec::with_capacity(S2_BLOCK),
+            wrote_header: false,
+        }
+    }
+
+    fn write_block(&mut self) -> io::Result<()> {
+        if !self.wrote_header {
+            self.inner.write_all(S2_MAGIC_CHUNK)?;
+            self.wrote_header = true;
+        }
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let crc = minlz::crc::crc(&self.buf);
+        let compressed = match self.level {
+            S2Level::Uncompressed => None,
+            S2Level::Default => Some(minlz::encode(&self.buf)),
+            S2Level::Better => Some(minlz::encode_better(&self.buf)),
+            S2Level::Best => Some(minlz::encode_best(&self.buf)),
+        };
+        let limit = self.buf.len() - self.buf.len() / 32 - 5.min(self.buf.len());
+        let (kind, body) = match &compressed {
+            Some(c) if c.len() <= limit => (CHUNK_COMPRESSED, c.as_slice()),
+            _ => (CHUNK_UNCOMPRESSED, self.buf.as_slice()),
+        };
+        let len = body.len() + 4;
+        let header = [kind, len as u8, (len >> 8) as u8, (len >> 16) as u8];
+        self.inner.write_all(&header)?;
+        self.inner.write_all(&crc.to_le_bytes())?;
+        self.inner.write_all(body)?;
+        self.buf.clear();
+        Ok(())
+    }
+}
+
+impl<W: Write> Write for S2Writer<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.len() == S2_BLOCK {
+            self.write_block()?;
+        }
+        let n = data.len().min(S2_BLOCK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        Ok(n)
+    }
+
+    /// Only flushes the inner writer: cutting a block here would make the output depend
+    /// on how callers happen to flush.
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W: Write + Send> Encoder for S2Writer<W> {
+    fn finish(mut self: Box<Self>) -> io::Result<()> {
+        // Also for empty input: a lone stream identifier says "empty S2 stream" to every
+        // reader, where a 0-byte object would be refused by PBM's storage layer.
+        self.write_block()?;
+        self.inner.flush()
+    }
+}
+
+/// Reads the Snappy framing format and its S2 extension, like klauspost's `s2.Reader`:
+/// the stream must start with a stream identifier (`sNaPpY` or `S2sTwO`, and may repeat
+/// it, as concatenated streams do), blocks are CRC-checked, skippable chunks
+/// (0x80..=0xfe: padding, S2 index) are skipped and reserved ones (0x02..=0x7f) refused.
+///
+/// minlz's `Reader` is not used: it takes a chunk header cut short by the end of input
+/// for a clean end of stream, which would turn a truncated object into silently short
+/// data.
+struct FramedReader<R> {
+    inner: R,
+    out: Vec<u8>,
+    pos: usize,
+    scratch: Vec<u8>,
+    seen_id: bool,
+}
+
+fn corrupt(msg: impl Into<String>) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("s2/snappy: corrupt input: {}", msg.into()),
+    )
+}
+
+impl<R: Read> FramedReader<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            out: Vec::new(),
+            pos: 0,
+            scratch: Vec::new(),
+            seen_id: false,
+        }
+    }
+
+    /// Fills `buf` completely; `Ok(false)` only when the input ended before its first byte.
+    fn read_full(&mut self, buf: &mut [u8], eof_ok: bool) -> io::Result<bool> {
+        let mut n = 0;
+        while n < buf.len() {
+            match self.inner.read(&mut buf[n..]) {
+                Ok(0) if n == 0 && eof_ok => return Ok(false),
+                Ok(0) => return Err(corrupt("truncated stream")),
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Decodes the next data chunk into `out`; `Ok(false)` at the end of the stream.
+    fn next_block(&mut self) -> io::Result<bool> {
+        loop {
+            let mut h = [0u8; 4];
+            if !self.read_full(&mut h, true)? {
+                return Ok(false);
+            }
+            let len = usize::from(h[1]) | usize::from(h[2]) << 8 | usize::from(h[3]) << 16;
+            let kind = h[0];
+            if kind != CHUNK_STREAM_ID && !self.seen_id {
+                return Err(corrupt("missing stream identifier"));
+            }
+            let mut body = std::mem::take(&mut self.scratch);
+            body.resize(len, 0);
+            let res = self.read_full(&mut body, false);
+            let res = res.and_then(|_| self.chunk(kind, &body));
+            self.scratch = body;
+            match res? {
+                true => return Ok(true),
+                false => continue,
+            }
+        }
+    }
+
+    /// Handles one chunk; `Ok(true)` when it produced data.
+    fn chunk(&mut self, kind: u8, body: &[u8]) -> io::Result<bool> {
+        match kind {
+            CHUNK_STREAM_ID => {
+                if body != b"S2sTwO" && body != b"sNaPpY" {
+                    return Err(corrupt("bad stream identifier"));
+                }
+                self.seen_id = true;
+                Ok(false)
+            }
+            CHUNK_COMPRESSED | CHUNK_UNCOMPRESSED => {
+                let (crc, data) = body
+                    .split_first_chunk::<4>()
+                    .ok_or_else(|| corrupt("chunk shorter than its checksum"))?;
+                if kind == CHUNK_COMPRESSED {
+                    let (n, _) = minlz::decode_len(data).map_err(|e| corrupt(e.to_string()))?;
+                    if n > S2_MAX_BLOCK {
+                        return Err(corrupt(format!("block of {n} bytes exceeds 4 MiB")));
+                    }
+                    self.out.resize(n, 0);
+                    let got = minlz::decode_into(&mut self.out, data)
+                        .map_err(|e| corrupt(e.to_string()))?;
+                    self.out.truncate(got);
+                } else {
+                    if data.len() > S2_MAX_BLOCK {
+                        return Err(corrupt("uncompressed block exceeds 4 MiB"));
+                    }
+                    self.out.clear();
+                    self.out.extend_from_slice(data);
+                }
+                if minlz::crc::crc(&self.out) != u32::from_le_bytes(*crc) {
+                    return Err(corrupt("checksum mismatch"));
+                }
+                self.pos = 0;
+                Ok(!self.out.is_empty())
+            }
+            0x02..=0x7f => Err(corrupt(format!("unsupported chunk type {kind:#04x}"))),
+            _ => Ok(false),
+        }
+    }
+}
+
+impl<R: Read> Read for FramedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.pos == self.out.len() && !self.next_block()? {
+            return Ok(0);
+        }
+        let n = buf.len().min(self.out.len() - self.pos);
+        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Async streaming adapters
+// ---------------------------------------------------------------------------------------
+
+/// Output is handed over in chunks of this size...
+const CHUNK: usize = 1 << 20;
+/// ...with at most this many queued: memory stays bounded whatever the object's size.
+const QUEUE: usize = 4;
+/// How much input the compressing thread reads at a time.
+const INPUT_BUF: usize = 256 << 10;
+
+/// `Ok(None)` marks a clean end: a channel closed without it means the thread died.
+type Msg = io::Result<Option<Bytes>>;
+
+/// Wraps `input` so that reading it yields the compressed stream, `level` as PBM's
+/// `--compression-level`. The codec runs on a blocking thread; an invalid level or any
+/// error reaches the reader as an `io::Error`. `Compression::None` returns `input` as is.
+pub fn compress_reader(input: ByteReader, c: Compression, level: Option<i32>) -> ByteReader {
+    if c == Compression::None {
+        return input;
+    }
+    spawn_pipe(input, move |src, out| {
+        let mut enc = encoder(c, level, ChannelWriter::new(out))?;
+        let mut buf = vec![0u8; INPUT_BUF];
+        loop {
+            let n = match src.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            enc.write_all(&buf[..n])?;
+        }
+        enc.finish()
+    })
+}
+
+/// Wraps `input` so that reading it yields the decompressed stream. Corrupt or truncated
+/// input reaches the reader as an `io::Error`. `Compression::None` returns `input` as is.
+pub fn decompress_reader(input: ByteReader, c: Compression) -> ByteReader {
+    if c == Compression::None {
+        return input;
+    }
+    spawn_pipe(input, move |src, out| {
+        let mut dec = decoder(c, src)?;
+        let mut chunk = BytesMut::zeroed(CHUNK);
+        let mut filled = 0;
+        loop {
+            match dec.read(&mut chunk[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            if filled == CHUNK {
+                out.send(chunk.freeze())?;
+                chunk = BytesMut::zeroed(CHUNK);
+                filled = 0;
+            }
+        }
+        chunk.truncate(filled);
+        out.send(chunk.freeze())
+    })
+}
+
+/// Runs `work` on a blocking thread with the input as a sync reader, and returns the
+/// receiving end as an async reader.
+fn spawn_pipe<F>(input: ByteReader, work: F) -> ByteReader
+where
+    F: FnOnce(&mut (dyn Read + Send), &Sink) -> io::Result<()> + Send + 'static,
+{
+    let Ok(handle) = Handle::try_current() else {
+        return error_reader(io::Error::other(
+            "codec adapters need a Tokio runtime (none is running)",
+        ));
+    };
+    let (tx, rx) = mpsc::channel::<Msg>(QUEUE);
+    let watched = UntilClosed {
+        inner: input,
+        closed: Box::pin({
+            let tx = tx.clone();
+            async move { tx.closed().await }
+        }),
+    };
+    let mut src = SyncIoBridge::new_with_handle(watched, handle.clone());
+    handle.spawn_blocking(move || {
+        let sink = Sink { tx };
+        let res = work(&mut src, &sink);
+        // A failed send means the reader is gone: nobody is left to tell.
+        let _ = sink.tx.blocking_send(res.map(|()| None));
+    });
+    receiver_reader(rx)
+}
+
+fn receiver_reader(rx: mpsc::Receiver<Msg>) -> ByteReader {
+    let stream = futures::stream::unfold(Some(rx), |rx| async move {
+        let mut rx = rx?;
+        match rx.recv().await {
+            Some(Ok(Some(b))) => Some((Ok(b), Some(rx))),
+            Some(Ok(None)) => None,
+            Some(Err(e)) => Some((Err(e), None)),
+            None => Some((
+                Err(io::Error::other("codec thread stopped before the end of the stream")),
+                None,
+            )),
+        }
+    });
+    Box::new(StreamReader::new(Box::pin(stream)))
+}
+
+fn error_reader(e: io::Error) -> ByteReader {
+    let stream = futures::stream::once(async move { Err::<Bytes, _>(e) });
+    Box::new(StreamReader::new(Box::pin(stream)))
+}
+
+/// The blocking thread's end of the channel.
+struct Sink {
+    tx: mpsc::Sender<Msg>,
+}
+
+impl Sink {
+    fn send(&self, b: Bytes) -> io::Result<()> {
+        if b.is_empty() {
+            return Ok(());
+        }
+        self.tx
+            .blocking_send(Ok(Some(b)))
+            .map_err(|_| reader_gone())
+    }
+}
+
+fn reader_gone() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the codec's output reader was dropped")
+}
+
+/// Collects an encoder's output into [`CHUNK`]-sized pieces for the channel.
+struct ChannelWriter<'a> {
+    out: &'a Sink,
+    buf: BytesMut,
+}
+
+impl<'a> ChannelWriter<'a> {
+    fn new(out: &'a Sink) -> Self {
+        Self {
+            out,
+            buf: BytesMut::with_capacity(CHUNK),
+        }
+    }
+}
+
+impl Write for ChannelWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK {
+            let full = std::mem::replace(&mut self.buf, BytesMut::with_capacity(CHUNK));
+            self.out.send(full.freeze())?;
+        }
+        Ok(n)
+    }
+
+    /// Encoders flush only when finishing, so this is where the last piece leaves.
+    fn flush(&mut self) -> io::Result<()> {
+        let rest = self.buf.split().freeze();
+        self.out.send(rest)
+    }
+}
+
+/// The input as the blocking thread sees it: a read fails as soon as the output reader
+/// is dropped, even while the input itself is stalled, so the thread stops promptly.
+struct UntilClosed {
+    inner: ByteReader,
+    closed: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl AsyncRead for UntilClosed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.closed.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(reader_gone()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
 }
