@@ -33,7 +33,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 use crate::ByteReader;
 
 /// PBM's compression types (`pbm/compress/compress.go`), with PBM's names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum Compression {
     None,
     Gzip,
@@ -290,7 +290,10 @@ pub fn encoder<'a, W: Write + Send + 'a>(
 
 /// A decompressor for `c` reading from `r`. `gzip`/`pgzip` read every member; `snappy`
 /// also reads S2 streams (see the module docs).
-pub fn decoder<'a, R: Read + Send + 'a>(c: Compression, r: R) -> io::Result<Box<dyn Read + Send + 'a>> {
+pub fn decoder<'a, R: Read + Send + 'a>(
+    c: Compression,
+    r: R,
+) -> io::Result<Box<dyn Read + Send + 'a>> {
     Ok(match c {
         Compression::None => Box::new(r),
         Compression::Gzip | Compression::Pgzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
@@ -664,7 +667,9 @@ fn receiver_reader(rx: mpsc::Receiver<Msg>) -> ByteReader {
             Some(Ok(None)) => None,
             Some(Err(e)) => Some((Err(e), None)),
             None => Some((
-                Err(io::Error::other("codec thread stopped before the end of the stream")),
+                Err(io::Error::other(
+                    "codec thread stopped before the end of the stream",
+                )),
                 None,
             )),
         }
@@ -694,7 +699,10 @@ impl Sink {
 }
 
 fn reader_gone() -> io::Error {
-    io::Error::new(io::ErrorKind::BrokenPipe, "the codec's output reader was dropped")
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        "the codec's output reader was dropped",
+    )
 }
 
 /// Collects an encoder's output into [`CHUNK`]-sized pieces for the channel.
@@ -747,5 +755,483 @@ impl AsyncRead for UntilClosed {
             return Poll::Ready(Err(reader_gone()));
         }
         Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use tokio::io::AsyncReadExt;
+
+    /// Levels worth covering per codec: default, PBM's named extremes, and one that PBM
+    /// maps silently.
+    fn levels(c: Compression) -> &'static [Option<i32>] {
+        match c {
+            Compression::None | Compression::Snappy => &[None],
+            Compression::Gzip | Compression::Pgzip => &[None, Some(-2), Some(0), Some(1), Some(9)],
+            Compression::Lz4 => &[None, Some(0), Some(9)],
+            Compression::S2 => &[None, Some(1), Some(2), Some(3), Some(4), Some(7)],
+            Compression::Zstd => &[None, Some(-5), Some(1), Some(7), Some(22)],
+        }
+    }
+
+    fn encode(c: Compression, level: Option<i32>, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut enc = encoder(c, level, &mut out).expect("encoder");
+        // Odd write sizes so that block boundaries never line up with writes.
+        for piece in data.chunks(7919) {
+            enc.write_all(piece).expect("compress write");
+        }
+        enc.finish().expect("finish");
+        out
+    }
+
+    fn decode(c: Compression, data: &[u8]) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        decoder(c, data)?.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    /// Compressible, BSON-ish bytes with an incompressible stretch.
+    fn sample(len: usize) -> Vec<u8> {
+        let mut x: u32 = 12345;
+        (0..len)
+            .map(|i| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                if (i / 50_000) % 3 == 2 {
+                    (x >> 16) as u8
+                } else {
+                    b"user000123 city street "[i % 23]
+                }
+            })
+            .collect()
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    }
+
+    /// Serves `data` in reads of the given sizes (cycled), to mimic network input.
+    struct Chunky {
+        data: Vec<u8>,
+        pos: usize,
+        sizes: Vec<usize>,
+        i: usize,
+    }
+
+    impl AsyncRead for Chunky {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let want = self.sizes[self.i % self.sizes.len()].max(1);
+            self.i += 1;
+            let n = want.min(buf.remaining()).min(self.data.len() - self.pos);
+            let pos = self.pos;
+            buf.put_slice(&self.data[pos..pos + n]);
+            self.pos += n;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn chunky(data: Vec<u8>, sizes: Vec<usize>) -> ByteReader {
+        Box::new(Chunky {
+            data,
+            pos: 0,
+            sizes,
+            i: 0,
+        })
+    }
+
+    /// Yields `ok` bytes, then fails.
+    struct Failing(Vec<u8>);
+
+    impl AsyncRead for Failing {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            if self.0.is_empty() {
+                return Poll::Ready(Err(io::Error::other("boom: input failed")));
+            }
+            let n = self.0.len().min(buf.remaining());
+            buf.put_slice(&self.0[..n]);
+            self.0.drain(..n);
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    async fn read_all(mut r: ByteReader) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).await?;
+        Ok(out)
+    }
+
+    #[test]
+    fn names_extensions_and_parsing() {
+        for c in Compression::ALL {
+            assert_eq!(c.as_str().parse::<Compression>(), Ok(c));
+            assert_eq!(c.to_string(), c.as_str());
+            let file = format!("2026-11-26T11:40:53Z/rs0/db.coll{}", c.extension());
+            let expect = if c == Compression::Gzip {
+                Compression::Pgzip
+            } else {
+                c
+            };
+            assert_eq!(Compression::from_file_name(&file), expect, "{file}");
+        }
+        assert_eq!(Compression::default(), Compression::S2);
+        assert_eq!(Compression::Pgzip.extension(), ".gz");
+        let err = "S2"
+            .parse::<Compression>()
+            .expect_err("PBM names are case-sensitive");
+        assert!(
+            err.to_string()
+                .contains("none, gzip, pgzip, snappy, lz4, s2, zstd"),
+            "{err}"
+        );
+        assert_eq!(
+            Compression::from_file_name("pbmPitr/rs1/20220207/a-1.b-1.oplog.snappy"),
+            Compression::Snappy
+        );
+        assert_eq!(
+            Compression::from_file_name("x_rs1.dump.s2"),
+            Compression::S2
+        );
+        assert_eq!(Compression::from_file_name("meta.pbm"), Compression::None);
+        assert_eq!(
+            Compression::from_file_name("dir.s2/file"),
+            Compression::None
+        );
+        assert_eq!(Compression::from_file_name("s2"), Compression::None);
+    }
+
+    #[test]
+    fn serde_uses_pbm_names() {
+        let json = serde_json::to_string(&[Compression::Zstd, Compression::Pgzip]).expect("ser");
+        assert_eq!(json, r#"["zstd","pgzip"]"#);
+        let back: Vec<Compression> = serde_json::from_str(&json).expect("de");
+        assert_eq!(back, [Compression::Zstd, Compression::Pgzip]);
+        let err = serde_json::from_str::<Compression>(r#""brotli""#).expect_err("unknown");
+        assert!(err.to_string().contains("valid: none, gzip"), "{err}");
+    }
+
+    #[test]
+    fn levels_follow_pbm() {
+        for l in -2..=9 {
+            assert_eq!(Compression::Gzip.check_level(Some(l)), Ok(()));
+            assert_eq!(Compression::Pgzip.check_level(Some(l)), Ok(()));
+        }
+        for l in [-3, 10, 42] {
+            let err = Compression::Gzip
+                .check_level(Some(l))
+                .expect_err("out of range");
+            assert!(err.to_string().contains("-2..=9"), "{err}");
+        }
+        // PBM maps every other level without complaint; so must rbm.
+        for c in [
+            Compression::S2,
+            Compression::Zstd,
+            Compression::Lz4,
+            Compression::Snappy,
+        ] {
+            for l in [i32::MIN, -1, 0, 5, 100] {
+                assert_eq!(c.check_level(Some(l)), Ok(()), "{c} {l}");
+            }
+        }
+        let zstd = |l| match Compression::Zstd.settings(l) {
+            Ok(Settings::Zstd(z)) => z,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            [
+                None,
+                Some(-1),
+                Some(2),
+                Some(3),
+                Some(5),
+                Some(6),
+                Some(9),
+                Some(10),
+                Some(22)
+            ]
+            .map(zstd),
+            [3, 1, 1, 3, 3, 7, 7, 11, 11]
+        );
+        let s2 = |l| match Compression::S2.settings(l) {
+            Ok(Settings::S2(s)) => s,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            [None, Some(0), Some(1), Some(2), Some(3), Some(4), Some(5)].map(s2),
+            [
+                S2Level::Default,
+                S2Level::Default,
+                S2Level::Uncompressed,
+                S2Level::Default,
+                S2Level::Better,
+                S2Level::Best,
+                S2Level::Default
+            ]
+        );
+    }
+
+    #[test]
+    fn sync_round_trip_every_codec_and_level() {
+        let data = sample(3 * S2_BLOCK + 12_345);
+        for c in Compression::ALL {
+            for &level in levels(c) {
+                let z = encode(c, level, &data);
+                assert_eq!(decode(c, &z).expect("decode"), data, "{c} {level:?}");
+                let empty = encode(c, level, &[]);
+                assert_eq!(
+                    decode(c, &empty).expect("decode empty"),
+                    b"",
+                    "{c} {level:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn s2_levels_compress_as_expected() {
+        let data = sample(2 * S2_BLOCK);
+        let size = |l| encode(Compression::S2, Some(l), &data).len();
+        let (raw, default, better, best) = (size(1), size(2), size(3), size(4));
+        assert!(raw > data.len(), "level 1 stores blocks uncompressed");
+        // encode_best is not smaller than encode_better on every input; both beat default.
+        assert!(
+            default < raw && better < default && best < default,
+            "{default} {better} {best}"
+        );
+    }
+
+    #[test]
+    fn s2_output_is_a_valid_snappy_framed_s2_stream() {
+        let z = encode(Compression::S2, None, &sample(100_000));
+        assert_eq!(&z[..10], S2_MAGIC_CHUNK);
+        // The other S2 implementation in the tree must agree.
+        let mut out = Vec::new();
+        minlz::Reader::new(&z[..])
+            .read_to_end(&mut out)
+            .expect("minlz reads rbm's S2");
+        assert_eq!(out, sample(100_000));
+        // And rbm reads minlz's S2, and snap's Snappy framing, under either name.
+        let mut m = Vec::new();
+        {
+            let mut w = minlz::Writer::new(&mut m);
+            w.write_all(&sample(70_000)).expect("minlz write");
+            w.flush().expect("minlz flush");
+        }
+        let mut s = Vec::new();
+        {
+            let mut w = snap::write::FrameEncoder::new(&mut s);
+            w.write_all(&sample(70_000)).expect("snap write");
+            w.flush().expect("snap flush");
+        }
+        for c in [Compression::S2, Compression::Snappy] {
+            assert_eq!(decode(c, &m).expect("minlz stream"), sample(70_000));
+            assert_eq!(decode(c, &s).expect("snappy stream"), sample(70_000));
+        }
+    }
+
+    #[test]
+    fn truncated_or_corrupt_input_is_an_error() {
+        let data = sample(600_000);
+        for c in Compression::ALL {
+            if c == Compression::None {
+                continue;
+            }
+            let z = encode(c, None, &data);
+            // Cuts inside the stream: in the first header, mid-stream, and just before the
+            // end (S2/Snappy framing has no end marker, so a cut exactly between chunks is
+            // indistinguishable from a clean end, in Go's reader too).
+            for cut in [1, 3, 11, z.len() / 2, z.len() - 1] {
+                let r = decode(c, &z[..cut]);
+                assert!(r.is_err(), "{c}: cut at {cut}/{} decoded cleanly", z.len());
+            }
+            let mut bad = z.clone();
+            let mid = bad.len() / 2;
+            bad[mid] ^= 0x5a;
+            match decode(c, &bad) {
+                Err(_) => {}
+                Ok(out) => panic!("{c}: corruption undetected ({} bytes out)", out.len()),
+            }
+        }
+        assert!(
+            decode(Compression::S2, b"\x00\x05\x00\x00abcde").is_err(),
+            "no stream id"
+        );
+        let mut reserved = S2_MAGIC_CHUNK.to_vec();
+        reserved.extend_from_slice(b"\x02\x01\x00\x00x");
+        assert!(
+            decode(Compression::S2, &reserved).is_err(),
+            "reserved chunk type"
+        );
+        let mut skippable = S2_MAGIC_CHUNK.to_vec();
+        skippable.extend_from_slice(b"\xfe\x02\x00\x00\x00\x00");
+        assert_eq!(decode(Compression::S2, &skippable).expect("padding"), b"");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        #[test]
+        fn async_round_trip(
+            data in prop_oneof![
+                Just(Vec::new()),
+                proptest::collection::vec(any::<u8>(), 0..5000),
+                (0usize..2_500_000).prop_map(sample),
+            ],
+            sizes in proptest::collection::vec(1usize..70_000, 1..8),
+            codec in proptest::sample::select(Compression::ALL.to_vec()),
+            pick in any::<prop::sample::Index>(),
+        ) {
+            let level = *pick.get(levels(codec));
+            let rt = runtime();
+            let back = rt.block_on(async {
+                let z = read_all(compress_reader(chunky(data.clone(), sizes.clone()), codec, level))
+                    .await
+                    .expect("compress");
+                // The async and sync paths produce the same bytes.
+                prop_assert_eq!(&z, &encode(codec, level, &data));
+                let back = read_all(decompress_reader(chunky(z, sizes), codec))
+                    .await
+                    .expect("decompress");
+                Ok(back)
+            })?;
+            prop_assert_eq!(back, data);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn errors_reach_the_reader() {
+        for c in Compression::ALL {
+            if c == Compression::None {
+                continue;
+            }
+            let z = encode(c, None, &sample(300_000));
+            let cut = z[..z.len() - 1].to_vec();
+            let e = read_all(decompress_reader(chunky(cut, vec![4096]), c))
+                .await
+                .expect_err("truncated input must fail");
+            assert!(!e.to_string().is_empty(), "{c}");
+
+            let e = read_all(compress_reader(
+                Box::new(Failing(vec![7; 100_000])),
+                c,
+                None,
+            ))
+            .await
+            .expect_err("failing input must fail compression");
+            assert!(e.to_string().contains("boom"), "{c}: {e}");
+            let e = read_all(decompress_reader(Box::new(Failing(z[..100].to_vec())), c))
+                .await
+                .expect_err("failing input must fail decompression");
+            assert!(e.to_string().contains("boom"), "{c}: {e}");
+        }
+        let e = read_all(compress_reader(
+            chunky(vec![1], vec![1]),
+            Compression::Gzip,
+            Some(11),
+        ))
+        .await
+        .expect_err("invalid level");
+        assert!(e.to_string().contains("-2..=9"), "{e}");
+    }
+
+    /// A reader that never yields and reports when it is dropped.
+    struct Stalled(Arc<AtomicBool>);
+
+    impl AsyncRead for Stalled {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            _buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    impl Drop for Stalled {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn dropping_the_reader_stops_the_codec_thread() {
+        for c in [Compression::S2, Compression::Zstd] {
+            let dropped = Arc::new(AtomicBool::new(false));
+            let input = Box::new(Stalled(dropped.clone()));
+            let mut r = compress_reader(input, c, None);
+            let mut buf = [0u8; 16];
+            let read =
+                tokio::time::timeout(std::time::Duration::from_millis(100), r.read(&mut buf));
+            assert!(read.await.is_err(), "a stalled input yields nothing");
+            drop(r);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while !dropped.load(Ordering::SeqCst) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{c}: codec thread still running"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+
+        // A producer blocked on a full channel stops too: infinite input, nobody reading.
+        let dropped = Arc::new(AtomicBool::new(false));
+        struct Endless(Arc<AtomicBool>);
+        impl AsyncRead for Endless {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                _cx: &mut Context<'_>,
+                buf: &mut ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                buf.put_slice(&vec![0u8; buf.remaining()]);
+                Poll::Ready(Ok(()))
+            }
+        }
+        impl Drop for Endless {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let r = compress_reader(Box::new(Endless(dropped.clone())), Compression::None, None);
+        let r = decompress_reader(compress_reader(r, Compression::Lz4, None), Compression::Lz4);
+        let mut r = r.take(10 << 20);
+        let mut sink = Vec::new();
+        r.read_to_end(&mut sink).await.expect("first 10 MiB");
+        drop(r);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !dropped.load(Ordering::SeqCst) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "producer still running"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn none_is_a_pass_through() {
+        let data = sample(10_000);
+        let out = read_all(decompress_reader(
+            compress_reader(chunky(data.clone(), vec![333]), Compression::None, Some(5)),
+            Compression::None,
+        ))
+        .await
+        .expect("none");
+        assert_eq!(out, data);
     }
 }
