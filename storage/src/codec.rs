@@ -387,7 +387,7 @@ impl<W: Write> S2Writer<W> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let crc = minlz::crc::crc(&self.buf);
+        let crc = masked_crc32c(&self.buf);
         let compressed = match self.level {
             S2Level::Uncompressed => None,
             S2Level::Default => Some(minlz::encode(&self.buf)),
@@ -449,6 +449,16 @@ struct FramedReader<R> {
     pos: usize,
     scratch: Vec<u8>,
     seen_id: bool,
+    /// The current stream said `sNaPpY`: its blocks are plain Snappy.
+    snappy: bool,
+    snap: snap::raw::Decoder,
+}
+
+/// The framing format's block checksum: CRC-32C, masked. minlz has one, but in software
+/// at about 0.5 GB/s it would cap S2 decoding; crc-fast uses the CPU's CRC instructions.
+fn masked_crc32c(data: &[u8]) -> u32 {
+    let c = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32;
+    c.rotate_right(15).wrapping_add(0xa282_ead8)
 }
 
 fn corrupt(msg: impl Into<String>) -> io::Error {
@@ -466,6 +476,8 @@ impl<R: Read> FramedReader<R> {
             pos: 0,
             scratch: Vec::new(),
             seen_id: false,
+            snappy: false,
+            snap: snap::raw::Decoder::new(),
         }
     }
 
@@ -516,6 +528,7 @@ impl<R: Read> FramedReader<R> {
                     return Err(corrupt("bad stream identifier"));
                 }
                 self.seen_id = true;
+                self.snappy = body == b"sNaPpY";
                 Ok(false)
             }
             CHUNK_COMPRESSED | CHUNK_UNCOMPRESSED => {
@@ -528,8 +541,17 @@ impl<R: Read> FramedReader<R> {
                         return Err(corrupt(format!("block of {n} bytes exceeds 4 MiB")));
                     }
                     self.out.resize(n, 0);
-                    let got = minlz::decode_into(&mut self.out, data)
-                        .map_err(|e| corrupt(e.to_string()))?;
+                    // snap decodes Snappy blocks about 2.5x faster than minlz; minlz stays
+                    // the fallback in case a writer put S2 blocks under the Snappy magic.
+                    let fast = match self.snappy {
+                        true => self.snap.decompress(data, &mut self.out).ok(),
+                        false => None,
+                    };
+                    let got = match fast {
+                        Some(got) => got,
+                        None => minlz::decode_into(&mut self.out, data)
+                            .map_err(|e| corrupt(e.to_string()))?,
+                    };
                     self.out.truncate(got);
                 } else {
                     if data.len() > S2_MAX_BLOCK {
@@ -538,7 +560,7 @@ impl<R: Read> FramedReader<R> {
                     self.out.clear();
                     self.out.extend_from_slice(data);
                 }
-                if minlz::crc::crc(&self.out) != u32::from_le_bytes(*crc) {
+                if masked_crc32c(&self.out) != u32::from_le_bytes(*crc) {
                     return Err(corrupt("checksum mismatch"));
                 }
                 self.pos = 0;
@@ -999,6 +1021,14 @@ mod tests {
                     "{c} {level:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn crc_matches_minlz() {
+        for len in [0, 1, 7, 64, 1000, 65_537] {
+            let data = sample(len);
+            assert_eq!(masked_crc32c(&data), minlz::crc::crc(&data), "len {len}");
         }
     }
 

@@ -88,7 +88,10 @@ async fn every_pbm_fixture_decodes() {
             .map(|f| f.to_string_lossy())
             .unwrap_or_default();
         if base.contains(".dump.") {
-            let magic = u32::from_le_bytes(data[..4].try_into().expect("4 bytes"));
+            let head = data
+                .get(..4)
+                .unwrap_or_else(|| panic!("{name}: under 4 bytes"));
+            let magic = u32::from_le_bytes(head.try_into().expect("4 bytes"));
             assert_eq!(
                 magic, MONGODUMP_ARCHIVE_MAGIC,
                 "{name} is not a mongodump archive"
