@@ -298,7 +298,7 @@ pub fn decoder<'a, R: Read + Send + 'a>(
         Compression::None => Box::new(r),
         Compression::Gzip | Compression::Pgzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
         Compression::Snappy | Compression::S2 => Box::new(FramedReader::new(r)),
-        Compression::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(r)),
+        Compression::Lz4 => Box::new(Lz4Frames::new(r)),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(r)?),
     })
 }
@@ -341,6 +341,85 @@ impl<W: Write + Send> Encoder for lz4_flex::frame::FrameEncoder<W> {
 impl<W: Write + Send> Encoder for zstd::stream::write::Encoder<'static, W> {
     fn finish(self: Box<Self>) -> io::Result<()> {
         (*self).finish()?.flush()
+    }
+}
+
+/// LZ4 frames back to back, as pierrec/lz4 (PBM's reader) reads them. lz4_flex's
+/// `FrameDecoder` stops after the first frame and ignores whatever follows.
+struct Lz4Frames<R: Read> {
+    frame: Option<lz4_flex::frame::FrameDecoder<Peek<R>>>,
+}
+
+impl<R: Read> Lz4Frames<R> {
+    fn new(r: R) -> Self {
+        let peek = Peek {
+            inner: r,
+            first: None,
+        };
+        Self {
+            frame: Some(lz4_flex::frame::FrameDecoder::new(peek)),
+        }
+    }
+}
+
+impl<R: Read> Read for Lz4Frames<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(frame) = self.frame.as_mut() else {
+                return Ok(0);
+            };
+            let n = frame.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            let mut rest = self.frame.take().map(|f| f.into_inner());
+            if let Some(peek) = rest.as_mut() {
+                if peek.has_more()? {
+                    self.frame = rest.map(lz4_flex::frame::FrameDecoder::new);
+                }
+            }
+        }
+    }
+}
+
+/// A reader that can look one byte ahead (to tell the end of input from another frame).
+struct Peek<R> {
+    inner: R,
+    first: Option<u8>,
+}
+
+impl<R: Read> Peek<R> {
+    fn has_more(&mut self) -> io::Result<bool> {
+        if self.first.is_some() {
+            return Ok(true);
+        }
+        let mut b = [0u8; 1];
+        loop {
+            match self.inner.read(&mut b) {
+                Ok(0) => return Ok(false),
+                Ok(_) => {
+                    self.first = Some(b[0]);
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl<R: Read> Read for Peek<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match (self.first.take(), buf.first_mut()) {
+            (Some(b), Some(slot)) => {
+                *slot = b;
+                Ok(1)
+            }
+            (first, _) => {
+                self.first = first;
+                self.inner.read(buf)
+            }
+        }
     }
 }
 
@@ -1021,6 +1100,27 @@ mod tests {
                     "{c} {level:?}"
                 );
             }
+        }
+    }
+
+    /// pgzip output and parallel writers produce several members/frames/streams back to
+    /// back: a decoder that stops after the first one silently drops data.
+    #[test]
+    fn concatenated_streams_decode_whole() {
+        let (a, b) = (sample(300_000), sample(70_000));
+        for c in [
+            Compression::Gzip,
+            Compression::Pgzip,
+            Compression::Snappy,
+            Compression::S2,
+            Compression::Zstd,
+            Compression::Lz4,
+        ] {
+            let mut z = encode(c, None, &a);
+            z.extend_from_slice(&encode(c, None, &b));
+            let out = decode(c, &z).expect("concatenated decode");
+            assert_eq!(out.len(), a.len() + b.len(), "{c}");
+            assert!(out[..a.len()] == a[..] && out[a.len()..] == b[..], "{c}");
         }
     }
 
