@@ -288,8 +288,13 @@ pub fn encoder<'a, W: Write + Send + 'a>(
     })
 }
 
-/// A decompressor for `c` reading from `r`. `gzip`/`pgzip` read every member; `snappy`
-/// also reads S2 streams (see the module docs).
+/// A decompressor for `c` reading from `r`, reading what PBM's Go readers read:
+/// concatenated gzip members, zstd frames, LZ4 frames and S2/Snappy streams; `snappy` also
+/// reads S2 streams (see the module docs); 0 bytes is an empty stream except for gzip.
+///
+/// # Errors
+/// For zstd, which reads one byte here to tell empty input apart, an input error or a
+/// failed allocation of the decoder.
 pub fn decoder<'a, R: Read + Send + 'a>(
     c: Compression,
     r: R,
@@ -299,7 +304,18 @@ pub fn decoder<'a, R: Read + Send + 'a>(
         Compression::Gzip | Compression::Pgzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
         Compression::Snappy | Compression::S2 => Box::new(FramedReader::new(r)),
         Compression::Lz4 => Box::new(Lz4Frames::new(r)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(r)?),
+        Compression::Zstd => {
+            // The zstd crate calls 0 bytes an incomplete frame; klauspost's reader (PBM's)
+            // calls it an empty stream.
+            let mut peek = Peek {
+                inner: r,
+                first: None,
+            };
+            match peek.has_more()? {
+                true => Box::new(zstd::stream::read::Decoder::new(peek)?),
+                false => Box::new(io::empty()),
+            }
+        }
     })
 }
 
@@ -1121,6 +1137,24 @@ mod tests {
             let out = decode(c, &z).expect("concatenated decode");
             assert_eq!(out.len(), a.len() + b.len(), "{c}");
             assert!(out[..a.len()] == a[..] && out[a.len()..] == b[..], "{c}");
+        }
+    }
+
+    /// A 0-byte input decodes as PBM's Go readers do: gzip fails (`EOF`), the others give
+    /// an empty stream.
+    #[test]
+    fn zero_byte_input_matches_go() {
+        for c in Compression::ALL {
+            let r = decode(c, b"");
+            match c {
+                Compression::Gzip | Compression::Pgzip => {
+                    assert!(r.is_err(), "{c}: Go's gzip.NewReader refuses empty input")
+                }
+                _ => match r {
+                    Ok(out) => assert_eq!(out, b"", "{c}"),
+                    Err(e) => panic!("{c}: {e}"),
+                },
+            }
         }
     }
 
