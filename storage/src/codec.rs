@@ -699,6 +699,11 @@ type Msg = io::Result<Option<Bytes>>;
 /// Wraps `input` so that reading it yields the compressed stream, `level` as PBM's
 /// `--compression-level`. The codec runs on a blocking thread; an invalid level or any
 /// error reaches the reader as an `io::Error`. `Compression::None` returns `input` as is.
+///
+/// Memory is bounded whatever the object's size: at most 6 output chunks of
+/// 1 MiB, a 256 KiB input buffer and the codec's own state (S2 1 MiB blocks, LZ4 4 MiB
+/// blocks, zstd's window). Dropping the returned reader stops the thread at its next read
+/// or write, also while the input is stalled. Must be called within a Tokio runtime.
 pub fn compress_reader(input: ByteReader, c: Compression, level: Option<i32>) -> ByteReader {
     if c == Compression::None {
         return input;
