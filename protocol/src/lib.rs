@@ -10,8 +10,10 @@
 //! - [`meta`]: backup, restore, PITR, agent and log documents, `meta.pbm`;
 //! - [`config`]: the `pbmConfig` document and `pbm config` semantics;
 //! - [`names`]: object names on storage;
+//! - [`cli`]: `pbm status` / `pbm list` JSON output;
 //! - [`gojson`]: PBM's JSON rendering of its BSON documents.
 
+pub mod cli;
 pub mod command;
 pub mod config;
 pub mod defs;

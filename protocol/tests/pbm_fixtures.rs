@@ -416,9 +416,39 @@ fn storage_object_names_parse() {
     let legacy = files(|p| {
         p.parent().is_some_and(|d| name_of(d) == "pbm_disttxn_50") && name_of(p).contains("Z_")
     });
-    assert_eq!(legacy.len(), 6, "legacy dump and oplog objects of cfg, rs1, rs2");
+    assert_eq!(
+        legacy.len(),
+        6,
+        "legacy dump and oplog objects of cfg, rs1, rs2"
+    );
     for p in legacy {
         let l = names::parse_legacy_name(name_of(&p)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(l.backup, "2022-02-07T14:05:59Z", "{}", p.display());
+    }
+}
+
+#[test]
+fn status_and_list_output_round_trip() {
+    use rbm_protocol::cli::{ListOutput, StatusOutput};
+    for (file, parse) in [
+        (
+            "pbm-list.json",
+            (|t: &str| {
+                serde_json::from_str::<ListOutput>(t).and_then(|v| serde_json::to_string(&v))
+            }) as fn(&str) -> serde_json::Result<String>,
+        ),
+        ("pbm-status.json", |t: &str| {
+            serde_json::from_str::<StatusOutput>(t).and_then(|v| serde_json::to_string(&v))
+        }),
+    ] {
+        let p = fixtures().join("pbm-2.15/cli").join(file);
+        let text = std::fs::read_to_string(&p).expect("read");
+        let ours = parse(text.trim_end()).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert_eq!(
+            ours,
+            text.trim_end(),
+            "{}: re-serialized output differs",
+            p.display()
+        );
     }
 }
