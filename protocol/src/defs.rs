@@ -302,6 +302,7 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status, in PBM's declaration order.
     pub const ALL: [Status; 14] = [
         Status::Init,
         Status::Ready,
@@ -384,6 +385,7 @@ pub enum BackupType {
 }
 
 impl BackupType {
+    /// PBM's spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             BackupType::Logical => "logical",
@@ -446,6 +448,7 @@ pub enum CommandKind {
 }
 
 impl CommandKind {
+    /// Every command, in PBM's declaration order.
     pub const ALL: [CommandKind; 11] = [
         CommandKind::AddConfigProfile,
         CommandKind::RemoveConfigProfile,
@@ -460,6 +463,7 @@ impl CommandKind {
         CommandKind::Cleanup,
     ];
 
+    /// The `cmd` string.
     pub fn as_str(self) -> &'static str {
         match self {
             CommandKind::AddConfigProfile => "addConfigProfile",
@@ -549,15 +553,25 @@ impl FromStr for OpId {
 
 /// PBM's `defs.NodeState`: mongod replica-set member state codes.
 pub mod node_state {
+    /// mongod `STARTUP`.
     pub const STARTUP: i32 = 0;
+    /// mongod `PRIMARY`.
     pub const PRIMARY: i32 = 1;
+    /// mongod `SECONDARY`.
     pub const SECONDARY: i32 = 2;
+    /// mongod `RECOVERING`.
     pub const RECOVERING: i32 = 3;
+    /// mongod `STARTUP2`.
     pub const STARTUP2: i32 = 5;
+    /// mongod `UNKNOWN`.
     pub const UNKNOWN: i32 = 6;
+    /// mongod `ARBITER`.
     pub const ARBITER: i32 = 7;
+    /// mongod `DOWN`.
     pub const DOWN: i32 = 8;
+    /// mongod `ROLLBACK`.
     pub const ROLLBACK: i32 = 9;
+    /// mongod `REMOVED`.
     pub const REMOVED: i32 = 10;
 }
 

@@ -244,16 +244,22 @@ pub struct RestoreTimeouts {
 }
 
 impl RestoreConf {
+    /// PBM's default `batchSize` (mongorestore's bulk buffer).
     pub const DEFAULT_BATCH_SIZE: i32 = 500;
+    /// PBM's default `numInsertionWorkers` per collection.
     pub const DEFAULT_INSERTION_WORKERS: i32 = 10;
+    /// PBM's default `downloadChunkMb` for physical restores.
     pub const DEFAULT_DOWNLOAD_CHUNK_MB: i32 = 32;
+    /// PBM's `DefaultRestoreIndexCommitQuorum`.
     pub const DEFAULT_INDEX_COMMIT_QUORUM: &'static str = "votingMembers";
     /// PBM's `MaxIndexCommitQuorum`.
     pub const MAX_INDEX_COMMIT_QUORUM: i64 = 50;
 
+    /// `batchSize`, or 500 when unset or not positive.
     pub fn batch_size(&self) -> i32 {
         positive_or(self.batch_size, Self::DEFAULT_BATCH_SIZE)
     }
+    /// `numInsertionWorkers`, or 10 when unset or not positive.
     pub fn num_insertion_workers(&self) -> i32 {
         positive_or(self.num_insertion_workers, Self::DEFAULT_INSERTION_WORKERS)
     }
@@ -261,12 +267,15 @@ impl RestoreConf {
     pub fn num_parallel_files(&self) -> i32 {
         positive_or(self.num_parallel_files, 1)
     }
+    /// PBM's `GetFallbackEnabled` (default false).
     pub fn fallback_enabled(&self) -> bool {
         self.fallback_enabled.unwrap_or(false)
     }
+    /// PBM's `GetAllowPartlyDone` (default true).
     pub fn allow_partly_done(&self) -> bool {
         self.allow_partly_done.unwrap_or(true)
     }
+    /// PBM's `GetIndexCommitQuorum` (default `votingMembers`).
     pub fn index_commit_quorum(&self) -> &str {
         if self.index_commit_quorum.is_empty() {
             Self::DEFAULT_INDEX_COMMIT_QUORUM

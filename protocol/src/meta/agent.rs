@@ -73,6 +73,7 @@ impl AgentStat {
         u64::from(self.hb.time) + u64::from(AGENT_GC_SEC) < u64::from(cluster_time.time)
     }
 
+    /// The node was primary at the last beat.
     pub fn is_primary(&self) -> bool {
         self.state == node_state::PRIMARY
     }

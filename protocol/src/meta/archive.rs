@@ -83,10 +83,12 @@ static CRC64_GO_ECMA: Crc<u64> = Crc::<u64>::new(&CRC_64_XZ);
 pub struct CollectionCrc(Digest<'static, u64>);
 
 impl CollectionCrc {
+    /// An empty checksum.
     pub fn new() -> Self {
         Self(CRC64_GO_ECMA.digest())
     }
 
+    /// Adds the bytes of the next documents.
     pub fn update(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
     }

@@ -17,6 +17,7 @@ pub enum Severity {
 }
 
 impl Severity {
+    /// The severity stored as `s`.
     pub fn from_i32(v: i32) -> Option<Self> {
         Some(match v {
             0 => Severity::Fatal,
