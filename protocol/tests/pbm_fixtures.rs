@@ -452,3 +452,99 @@ fn status_and_list_output_round_trip() {
         );
     }
 }
+
+/// The collections PBM created on the fixture server, as recorded in the backup's
+/// own meta.pbm, match rbm's creation specs.
+#[test]
+fn control_collection_specs_match_what_pbm_created() {
+    use rbm_protocol::defs::COLLECTION_SPECS;
+    let p = fixtures().join("pbm-2.15/storage/2026-11-26T11:40:53Z/secantus/meta.pbm");
+    let meta = ArchiveMetaV2::from_bson_bytes(&std::fs::read(&p).expect("read")).expect("meta.pbm");
+    let mut seen = 0;
+    for ns in meta.namespaces.iter().filter(|n| n.db == "admin") {
+        let Some(spec) = COLLECTION_SPECS.iter().find(|s| s.name == ns.name) else {
+            continue;
+        };
+        seen += 1;
+        let capped = ns.options.get_bool("capped").unwrap_or(false);
+        assert_eq!(
+            capped,
+            spec.capped_size.is_some(),
+            "{}: admin.{} capped",
+            p.display(),
+            ns.name
+        );
+        if let Some(size) = spec.capped_size {
+            let got = ns
+                .options
+                .get("size")
+                .and_then(|b| b.as_i64().or(b.as_i32().map(i64::from)));
+            assert_eq!(
+                got,
+                Some(size as i64),
+                "{}: admin.{} options.size",
+                p.display(),
+                ns.name
+            );
+        }
+        let theirs: Vec<&Document> = ns
+            .indexes
+            .iter()
+            .filter(|i| i.get_str("name").ok() != Some("_id_"))
+            .collect();
+        assert_eq!(
+            theirs.len(),
+            spec.indexes.len(),
+            "{}: admin.{} index count",
+            p.display(),
+            ns.name
+        );
+        // The server lists indexes in its own order: match them by name.
+        for want in spec.indexes {
+            let want = want.create_document();
+            let name = want.get_str("name").expect("name");
+            let idx = theirs
+                .iter()
+                .find(|i| i.get_str("name").ok() == Some(name))
+                .unwrap_or_else(|| {
+                    panic!("{}: admin.{} has no index {name}", p.display(), ns.name)
+                });
+            let field = |d: &Document, k: &str| d.get(k).cloned();
+            for k in ["name", "unique", "sparse"] {
+                assert_eq!(
+                    field(idx, k),
+                    field(&want, k),
+                    "{}: admin.{} index {k}",
+                    p.display(),
+                    ns.name
+                );
+            }
+            let keys = |d: &Document| -> Vec<(String, i64)> {
+                d.get_document("key")
+                    .expect("key")
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_i64()
+                                .or(v.as_i32().map(i64::from))
+                                .expect("numeric key"),
+                        )
+                    })
+                    .collect()
+            };
+            assert_eq!(
+                keys(idx),
+                keys(&want),
+                "{}: admin.{} index key",
+                p.display(),
+                ns.name
+            );
+        }
+    }
+    assert!(
+        seen >= 8,
+        "only {seen} control collections found in {}",
+        p.display()
+    );
+}
