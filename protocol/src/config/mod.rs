@@ -435,8 +435,10 @@ impl Config {
                 return Err(ConfigError::Parse(format!("unknown field `{key}`")));
             }
         }
+        // Parsed again from the text rather than from `value`, because only then do
+        // errors carry the section path and position ("pitr: unknown field ...").
         let c: Config =
-            serde_norway::from_value(value).map_err(|e| ConfigError::Parse(e.to_string()))?;
+            serde_norway::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
         c.validate()?;
         Ok(c)
     }
@@ -904,7 +906,10 @@ restore:
     fn unknown_keys_are_named() {
         let e = Config::from_yaml(&format!("{FS}pitr:\n  enabled: true\n  spanMin: 3\n"))
             .expect_err("unknown");
-        assert!(e.to_string().contains("spanMin"), "{e}");
+        assert!(
+            e.to_string().contains("pitr: unknown field `spanMin`"),
+            "{e}"
+        );
         let e = Config::from_yaml(&format!("{FS}bakup: {{}}\n")).expect_err("unknown");
         assert!(e.to_string().contains("bakup"), "{e}");
         let e = Config::from_yaml(&format!("{FS}epoch: 1\n")).expect_err("epoch");

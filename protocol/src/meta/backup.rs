@@ -265,3 +265,54 @@ fn rename_dump_name(tree: &mut Bson, from: &str, to: &str) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::doc;
+
+    fn ts(time: u32, increment: u32) -> Timestamp {
+        Timestamp { time, increment }
+    }
+
+    /// The fields the fixtures (logical, main storage) never exercise.
+    #[test]
+    fn incremental_backup_on_a_profile_round_trips() {
+        let d = doc! {
+            "type": "incremental", "opid": "6b081ac530932961ee3cc9eb", "name": "2026-11-26T12:00:00Z",
+            "src_backup": "2026-11-26T11:00:00Z", "shardRemap": {"rs1": "shard1"},
+            "replsets": [{
+                "name": "rs1",
+                "files": [{"filename": "collection-7--123.wt", "offset": -1_i64, "length": -1_i64,
+                           "fileSize": 4096_i64, "stgSize": 0_i64, "stgSizeUncompressed": 0_i64,
+                           "fmode": 420_i64}],
+                "start_ts": 1_i64, "status": "done", "size": 9_i64, "size_uncompressed": 10_i64,
+                "iscs": false, "last_transition_ts": 2_i64, "first_write_ts": ts(1, 1),
+                "last_write_ts": ts(2, 2), "node": "rs101:27017", "error": "",
+                "conditions": [{"timestamp": 2_i64, "status": "error", "error": "boom"}],
+                "mongod_opts": {"net": {"bindIp": "0.0.0.0", "port": 27017}, "sharding": {"clusterRole": "shardsvr"},
+                                "storage": {"dbPath": "/data/db"}},
+                "pbm_version": "2.15.0", "mongo_version": "8.0.4", "this_id": "20261126120000Z.1",
+            }],
+            "compression": "zstd",
+            "store": {"name": "p1", "profile": true, "type": "s3",
+                      "s3": {"region": "eu", "bucket": "b", "prefix": "x"}},
+            "size": 9_i64, "size_uncompressed": 10_i64, "mongodb_version": "8.0.4", "fcv": "8.0",
+            "start_ts": 1_i64, "last_transition_ts": 2_i64, "first_write_ts": ts(1, 1),
+            "last_write_ts": ts(2, 2), "hb": ts(2, 3), "status": "error",
+            "conditions": [], "n": [{"rs": "rs1", "n": ["rs101:27017"], "ack": "rs101:27017"}],
+            "error": "boom", "pbm_version": "2.15.0", "balancer": "full",
+        };
+        let m: BackupMeta = bson::deserialize_from_document(d.clone()).expect("meta");
+        assert!(m.store.is_profile && m.store.name == "p1");
+        assert_eq!(m.replsets[0].files[0].offset, -1);
+        let back = bson::serialize_to_document(&m).expect("bson");
+        assert_eq!(back, d);
+        let json = m.to_pbm_json().expect("json");
+        assert!(
+            json.contains("\"last_write_ts\": {\n\t\t\"T\": 2,"),
+            "{json}"
+        );
+        assert_eq!(BackupMeta::from_pbm_json(&json).expect("parse"), m);
+    }
+}
