@@ -292,6 +292,31 @@ pub fn filelist(bcp: &str, rs: &str) -> String {
     format!("{bcp}/{rs}/{FILELIST_FILE}")
 }
 
+/// A physical backup file's object under `<bcp>/<rs>/` (PBM's `File.Path`):
+/// `<path><ext>`, or `<path><ext>.<offset>-<length>` for an incremental block range.
+pub fn physical_file_name(path: &str, ext: &str, offset: i64, length: i64) -> String {
+    if length == 0 {
+        format!("{path}{ext}")
+    } else {
+        format!("{path}{ext}.{offset}-{length}")
+    }
+}
+
+/// The `n`-th continuation part (n ≥ 1) of an object split above `maxObjSizeGB`.
+pub fn part_name(object: &str, n: u32) -> String {
+    format!("{object}{PART_SUFFIX}{n}")
+}
+
+/// `.pbm.restore/<restore>.json`: the meta of a physical restore.
+pub fn phys_restore_meta(restore: &str) -> String {
+    format!("{PHYS_RESTORES_DIR}/{restore}.json")
+}
+
+/// `.pbm.restore/<restore>`: a physical restore's coordination folder.
+pub fn phys_restore_dir(restore: &str) -> String {
+    format!("{PHYS_RESTORES_DIR}/{restore}")
+}
+
 /// `<bcp>.pbm.json`.
 pub fn backup_meta_file(bcp: &str) -> String {
     format!("{bcp}{BACKUP_META_SUFFIX}")
@@ -508,6 +533,19 @@ mod tests {
         );
         assert_eq!(restore_name(1_795_693_253, 0), "2026-11-26T11:40:53Z");
         assert_eq!(format_compact(0), "19700101000000");
+        assert_eq!(
+            physical_file_name("collection-7--1.wt", ".s2", 0, 0),
+            "collection-7--1.wt.s2"
+        );
+        assert_eq!(
+            physical_file_name("collection-7--1.wt", "", 16, 32),
+            "collection-7--1.wt.16-32"
+        );
+        assert_eq!(part_name("b/rs/x.s2", 2), "b/rs/x.s2.pbmpart.2");
+        assert_eq!(
+            phys_restore_meta("2026-11-26T12:00:00.5Z"),
+            ".pbm.restore/2026-11-26T12:00:00.5Z.json"
+        );
         assert_eq!(
             UtcTime::from_unix(951_782_400).day,
             29,

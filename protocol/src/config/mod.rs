@@ -267,6 +267,21 @@ impl RestoreConf {
     pub fn num_parallel_files(&self) -> i32 {
         positive_or(self.num_parallel_files, 1)
     }
+    /// `numParallelCollections`, or PBM's default of half the CPUs (at least 1).
+    pub fn num_parallel_collections(&self, num_cpu: usize) -> i32 {
+        positive_or(self.num_parallel_collections, half_cpus(num_cpu))
+    }
+    /// `numDownloadWorkers`, or PBM's default of GOMAXPROCS (the CPU count).
+    pub fn num_download_workers(&self, num_cpu: usize) -> i32 {
+        positive_or(
+            self.num_download_workers,
+            i32::try_from(num_cpu.max(1)).unwrap_or(i32::MAX),
+        )
+    }
+    /// `downloadChunkMb`, or 32.
+    pub fn download_chunk_mb(&self) -> i32 {
+        positive_or(self.download_chunk_mb, Self::DEFAULT_DOWNLOAD_CHUNK_MB)
+    }
     /// PBM's `GetFallbackEnabled` (default false).
     pub fn fallback_enabled(&self) -> bool {
         self.fallback_enabled.unwrap_or(false)
@@ -283,6 +298,21 @@ impl RestoreConf {
             &self.index_commit_quorum
         }
     }
+}
+
+impl BackupConf {
+    /// `numParallelCollections`, or PBM's default of half the CPUs (at least 1).
+    pub fn num_parallel_collections(&self, num_cpu: usize) -> i32 {
+        positive_or(self.num_parallel_collections, half_cpus(num_cpu))
+    }
+    /// PBM's `GetNumParallelFiles`: at least 1.
+    pub fn num_parallel_files(&self) -> i32 {
+        positive_or(self.num_parallel_files, 1)
+    }
+}
+
+fn half_cpus(num_cpu: usize) -> i32 {
+    i32::try_from((num_cpu / 2).max(1)).unwrap_or(i32::MAX)
 }
 
 fn positive_or(v: Option<i32>, default: i32) -> i32 {
@@ -900,6 +930,12 @@ restore:
         assert_eq!((r.batch_size(), r.num_insertion_workers()), (500, 10));
         assert_eq!((r.fallback_enabled(), r.allow_partly_done()), (false, true));
         assert_eq!(r.index_commit_quorum(), "votingMembers");
+        assert_eq!(
+            (r.num_parallel_collections(8), r.num_parallel_collections(1)),
+            (4, 1)
+        );
+        assert_eq!((r.num_download_workers(6), r.download_chunk_mb()), (6, 32));
+        assert_eq!(BackupConf::default().num_parallel_files(), 1);
     }
 
     #[test]
