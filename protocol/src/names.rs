@@ -248,7 +248,8 @@ pub fn backup_oplog_dir(bcp: &str, rs: &str) -> String {
 }
 
 /// Parses a backup oplog slice file name (not the path) into start, end and the
-/// compression suffix (`""` or `".s2"` etc.).
+/// compression suffix (`""` or `".s2"` etc.). PBM reads an unknown suffix as
+/// uncompressed; rbm refuses it rather than feed compressed bytes to the applier.
 pub fn parse_backup_oplog_chunk_name(
     name: &str,
 ) -> Result<(Timestamp, Timestamp, &str), NameError> {
@@ -359,7 +360,8 @@ pub fn pitr_chunk_path(rs: &str, start: Timestamp, end: Timestamp, ext: &str) ->
 
 /// Parses a PITR chunk path, with or without the leading `pbmPitr/` (PBM lists the
 /// folder and parses names relative to it). Like PBM, the day folder is not checked
-/// against the start time.
+/// against the start time and a missing `-I` means increment 0; unlike PBM, an
+/// unknown compression suffix is an error rather than "uncompressed".
 pub fn parse_pitr_chunk_path(path: &str) -> Result<PitrChunkName, NameError> {
     let e = |reason| err("PITR chunk name", path, reason);
     let rel = path
