@@ -244,6 +244,7 @@ impl<'de> Visitor<'de> for BsonVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn timestamps_and_floats_as_go_writes_them() {
@@ -262,6 +263,44 @@ mod tests {
         let mut want = d;
         want.insert("f", 5018);
         assert_eq!(back, Bson::Document(want));
+    }
+
+    fn leaf() -> impl Strategy<Value = Bson> {
+        prop_oneof![
+            any::<bool>().prop_map(Bson::Boolean),
+            any::<i32>().prop_map(Bson::Int32),
+            (i64::from(i32::MAX) + 1..i64::MAX).prop_map(Bson::Int64),
+            (any::<u32>(), any::<u32>())
+                .prop_map(|(time, increment)| Bson::Timestamp(bson::Timestamp { time, increment })),
+            "[a-z<>&\u{2028}\u{e9}\"\\\n ]{0,12}".prop_map(Bson::String),
+            (-1.0e6f64..1.0e6)
+                .prop_filter("fraction", |f| f.fract() != 0.0)
+                .prop_map(Bson::Double),
+            Just(Bson::Null),
+        ]
+    }
+
+    fn tree() -> impl Strategy<Value = Bson> {
+        leaf().prop_recursive(3, 32, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Bson::Array),
+                // Keys other than exactly {T, I}, which is the timestamp shape.
+                prop::collection::vec(("[a-zA-Z_]{1,6}", inner), 0..4).prop_map(|kv| {
+                    let d: Document = kv.into_iter().collect();
+                    Bson::Document(d)
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn json_round_trips_in_order(t in tree()) {
+            let doc = Bson::Document(bson::doc! {"v": t});
+            let text = to_string_indented(&doc).expect("json");
+            let back = parse(&text).expect("parse");
+            prop_assert_eq!(back, doc);
+        }
     }
 
     #[test]
