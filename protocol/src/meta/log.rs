@@ -95,3 +95,80 @@ pub struct LogEntry {
     pub opid: String,
     pub msg: String,
 }
+
+impl LogEntry {
+    /// PBM's `Entry.Stringify`, the line `pbm logs` prints:
+    /// `<time> <S>[ [rs/node]][ [event/obj[/opid]]] msg`, with the time in PBM's
+    /// `2006-01-02T15:04:05.000-0700` layout at the given UTC offset (`pbm logs
+    /// --timezone`; the milliseconds are always `000` since `ts` is whole seconds).
+    pub fn to_text(&self, utc_offset_secs: i32, show_node: bool, with_opid: bool) -> String {
+        let t = crate::names::UtcTime::from_unix(self.ts + i64::from(utc_offset_secs));
+        let off = utc_offset_secs.unsigned_abs();
+        let sign = if utc_offset_secs < 0 { '-' } else { '+' };
+        let mut s = format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.000{sign}{:02}{:02} {}",
+            t.year,
+            t.month,
+            t.day,
+            t.hour,
+            t.minute,
+            t.second,
+            off / 3600,
+            off % 3600 / 60,
+            self.severity
+        );
+        if show_node {
+            s.push_str(&format!(" [{}/{}]", self.rs, self.node));
+        }
+        if !self.event.is_empty() || !self.obj_name.is_empty() {
+            let mut id: Vec<&str> = Vec::new();
+            if !self.event.is_empty() {
+                id.push(&self.event);
+            }
+            if !self.obj_name.is_empty() {
+                id.push(&self.obj_name);
+            }
+            if with_opid {
+                id.push(&self.opid);
+            }
+            s.push_str(&format!(" [{}]", id.join("/")));
+        }
+        s.push(' ');
+        s.push_str(&self.msg);
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_form_is_pbms() {
+        let e: LogEntry = bson::deserialize_from_document(bson::doc! {
+            "ts": 1_795_693_254_i64, "ns": 726_025_902, "tz": 0, "s": 4, "rs": "secantus",
+            "node": "127.0.0.1:27201", "e": "backup", "eobj": "2026-11-26T11:40:53Z",
+            "ep": Timestamp { time: 1_795_693_250, increment: 26 },
+            "opid": "6b081ac530932961ee3cc9eb", "msg": "init backup meta",
+        })
+        .expect("log entry");
+        assert_eq!(
+            e.to_text(0, true, false),
+            "2026-11-26T11:40:54.000+0000 D [secantus/127.0.0.1:27201] [backup/2026-11-26T11:40:53Z] init backup meta"
+        );
+        assert_eq!(
+            e.to_text(-5 * 3600 - 1800, false, true),
+            "2026-11-26T06:10:54.000-0530 D [backup/2026-11-26T11:40:53Z/6b081ac530932961ee3cc9eb] init backup meta"
+        );
+        let plain = LogEntry {
+            event: String::new(),
+            obj_name: String::new(),
+            ..e
+        };
+        assert_eq!(
+            plain.to_text(0, false, false),
+            "2026-11-26T11:40:54.000+0000 D init backup meta"
+        );
+        assert!(bson::deserialize_from_document::<LogEntry>(bson::doc! {"s": 9}).is_err());
+    }
+}
