@@ -86,8 +86,8 @@ impl StorageConf {
         let value: serde_norway::Value =
             serde_norway::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
         let conf = if value.get("storage").is_some() {
-            // Only the storage section is ours to validate here; the rest of a full
-            // PBM config is checked by the config module of the agent.
+            // Only the storage section is validated here; `Config::from_yaml` checks a
+            // whole PBM config.
             let w: Wrapper = serde_norway::from_value(only_key(value, "storage"))
                 .map_err(|e| ConfigError::Parse(format!("storage: {e}")))?;
             w.storage

@@ -206,6 +206,49 @@ pub struct File {
     pub fmode: u32,
 }
 
+/// Errors reading `filelist.pbm`.
+#[derive(Debug, thiserror::Error)]
+pub enum FilelistError {
+    #[error("filelist.pbm: truncated document at byte {0}")]
+    Truncated(usize),
+    #[error("filelist.pbm: document at byte {offset}: {source}")]
+    Document {
+        offset: usize,
+        source: bson::error::Error,
+    },
+}
+
+/// Parses `<bcp>/<rs>/filelist.pbm`: PBM's physical file list, concatenated BSON
+/// [`File`] documents, uncompressed.
+pub fn read_filelist(bytes: &[u8]) -> Result<Vec<File>, FilelistError> {
+    let mut files = Vec::new();
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let len = bytes
+            .get(offset..offset + 4)
+            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| *n >= 5 && offset + n <= bytes.len())
+            .ok_or(FilelistError::Truncated(offset))?;
+        let doc = &bytes[offset..offset + len];
+        files.push(
+            bson::deserialize_from_slice(doc)
+                .map_err(|source| FilelistError::Document { offset, source })?,
+        );
+        offset += len;
+    }
+    Ok(files)
+}
+
+/// The bytes of a `filelist.pbm` object.
+pub fn write_filelist(files: &[File]) -> Result<Vec<u8>, bson::error::Error> {
+    let mut out = Vec::new();
+    for f in files {
+        bson::serialize_to_buffer(f, &mut out)?;
+    }
+    Ok(out)
+}
+
 /// The key PBM's JSON uses for `dump_name`.
 const JSON_DUMP_NAME: &str = "backup_name";
 const BSON_DUMP_NAME: &str = "dump_name";
@@ -314,5 +357,12 @@ mod tests {
             "{json}"
         );
         assert_eq!(BackupMeta::from_pbm_json(&json).expect("parse"), m);
+
+        let list = write_filelist(&m.replsets[0].files).expect("filelist");
+        assert_eq!(read_filelist(&list).expect("read"), m.replsets[0].files);
+        assert!(matches!(
+            read_filelist(&list[..list.len() - 1]),
+            Err(FilelistError::Truncated(0))
+        ));
     }
 }

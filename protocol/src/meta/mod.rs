@@ -11,7 +11,8 @@ pub mod restore;
 pub use agent::{AgentStat, SubsysStatus};
 pub use archive::{ArchiveMetaV2, CollectionCrc, NamespaceType, NamespaceV2, META_FILE_V2};
 pub use backup::{
-    BackupMeta, BackupReplset, BackupRsNomination, BackupStorage, BalancerMode, Condition, File,
+    read_filelist, write_filelist, BackupMeta, BackupReplset, BackupRsNomination, BackupStorage,
+    BalancerMode, Condition, File, FilelistError,
 };
 pub use describe::{BackupDescription, ReplsetDescription};
 pub use log::{LogEntry, Severity};
