@@ -3,22 +3,12 @@
 //! (`admin.pbmConfig`); unknown keys are errors so that a typo never silently falls
 //! back to a default.
 
+use super::ConfigError;
 use crate::Secret;
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
-
-/// Errors found while validating a configuration.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ConfigError {
-    /// The YAML text could not be parsed, or a key is unknown or has the wrong type.
-    #[error("invalid config: {0}")]
-    Parse(String),
-    /// A key parsed but its value is not acceptable.
-    #[error("invalid config: {key}: {reason}")]
-    Invalid { key: String, reason: String },
-}
 
 /// The storage types PBM knows. rbm implements `s3`, `minio` (as S3), `azure`,
 /// `filesystem` and `blackhole`; the others parse so that a PBM config round-trips, and
@@ -96,8 +86,8 @@ impl StorageConf {
         let value: serde_norway::Value =
             serde_norway::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
         let conf = if value.get("storage").is_some() {
-            // Only the storage section is ours to validate here; the rest of a full
-            // PBM config is checked by the config module of the agent.
+            // Only the storage section is validated here; `Config::from_yaml` checks a
+            // whole PBM config.
             let w: Wrapper = serde_norway::from_value(only_key(value, "storage"))
                 .map_err(|e| ConfigError::Parse(format!("storage: {e}")))?;
             w.storage
@@ -112,7 +102,10 @@ impl StorageConf {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let missing = |key: &str| ConfigError::Invalid {
             key: format!("storage.{key}"),
-            reason: format!("storage type is {} but the {key} section is missing", self.kind),
+            reason: format!(
+                "storage type is {} but the {key} section is missing",
+                self.kind
+            ),
         };
         match self.kind {
             StorageType::Undefined => {
@@ -133,7 +126,10 @@ impl StorageConf {
                 az.validate()?;
             }
             StorageType::Filesystem => {
-                let fs = self.filesystem.as_ref().ok_or_else(|| missing("filesystem"))?;
+                let fs = self
+                    .filesystem
+                    .as_ref()
+                    .ok_or_else(|| missing("filesystem"))?;
                 if fs.path.trim().is_empty() {
                     return Err(ConfigError::Invalid {
                         key: "storage.filesystem.path".into(),
@@ -175,38 +171,82 @@ pub struct S3Conf {
     pub provider: Option<String>,
     #[serde(default)]
     pub region: String,
-    #[serde(rename = "endpointUrl", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "endpointUrl",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub endpoint_url: Option<String>,
     /// Per-agent endpoint, keyed by the node's `host:port`.
-    #[serde(rename = "endpointUrlMap", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "endpointUrlMap",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub endpoint_url_map: Option<BTreeMap<String, String>>,
     /// PBM defaults this to true (path-style requests).
-    #[serde(rename = "forcePathStyle", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "forcePathStyle",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub force_path_style: Option<bool>,
     pub bucket: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub prefix: String,
     #[serde(default, skip_serializing_if = "S3Credentials::is_empty")]
     pub credentials: S3Credentials,
-    #[serde(rename = "serverSideEncryption", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serverSideEncryption",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub server_side_encryption: Option<ServerSideEncryption>,
     /// Bytes (PBM's code reads bytes even though its sample YAML says MB).
-    #[serde(rename = "uploadPartSize", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "uploadPartSize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub upload_part_size: Option<u64>,
-    #[serde(rename = "maxUploadParts", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxUploadParts",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_upload_parts: Option<u32>,
-    #[serde(rename = "storageClass", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "storageClass",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub storage_class: Option<String>,
-    #[serde(rename = "maxObjSizeGB", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxObjSizeGB",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_obj_size_gb: Option<f64>,
-    #[serde(rename = "insecureSkipTLSVerify", default, skip_serializing_if = "is_false")]
+    #[serde(
+        rename = "insecureSkipTLSVerify",
+        default,
+        skip_serializing_if = "is_false"
+    )]
     pub insecure_skip_tls_verify: bool,
-    #[serde(rename = "debugLogLevels", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "debugLogLevels",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub debug_log_levels: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retryer: Option<Retryer>,
     /// rbm extension: upload parts in flight (PBM uses NumCPU/2).
-    #[serde(rename = "uploadConcurrency", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "uploadConcurrency",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub upload_concurrency: Option<u32>,
 }
 
@@ -265,11 +305,23 @@ impl S3Conf {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct S3Credentials {
-    #[serde(rename = "access-key-id", default, skip_serializing_if = "Secret::is_empty")]
+    #[serde(
+        rename = "access-key-id",
+        default,
+        skip_serializing_if = "Secret::is_empty"
+    )]
     pub access_key_id: Secret,
-    #[serde(rename = "secret-access-key", default, skip_serializing_if = "Secret::is_empty")]
+    #[serde(
+        rename = "secret-access-key",
+        default,
+        skip_serializing_if = "Secret::is_empty"
+    )]
     pub secret_access_key: Secret,
-    #[serde(rename = "session-token", default, skip_serializing_if = "Secret::is_empty")]
+    #[serde(
+        rename = "session-token",
+        default,
+        skip_serializing_if = "Secret::is_empty"
+    )]
     pub session_token: Secret,
     /// PBM's Vault block for S3 credentials; accepted and kept, not used by rbm.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -290,15 +342,27 @@ impl S3Credentials {
 #[serde(deny_unknown_fields)]
 pub struct ServerSideEncryption {
     /// `AES256` (SSE-S3) or `aws:kms` (SSE-KMS).
-    #[serde(rename = "sseAlgorithm", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "sseAlgorithm",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub sse_algorithm: String,
     #[serde(rename = "kmsKeyID", default, skip_serializing_if = "String::is_empty")]
     pub kms_key_id: String,
     /// `AES256` for SSE-C.
-    #[serde(rename = "sseCustomerAlgorithm", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "sseCustomerAlgorithm",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub sse_customer_algorithm: String,
     /// Base64 of the 256-bit customer key (SSE-C).
-    #[serde(rename = "sseCustomerKey", default, skip_serializing_if = "Secret::is_empty")]
+    #[serde(
+        rename = "sseCustomerKey",
+        default,
+        skip_serializing_if = "Secret::is_empty"
+    )]
     pub sse_customer_key: Secret,
 }
 
@@ -335,11 +399,23 @@ impl ServerSideEncryption {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Retryer {
-    #[serde(rename = "numMaxRetries", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "numMaxRetries",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub num_max_retries: Option<u32>,
-    #[serde(rename = "minRetryDelay", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "minRetryDelay",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub min_retry_delay: Option<GoDuration>,
-    #[serde(rename = "maxRetryDelay", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxRetryDelay",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_retry_delay: Option<GoDuration>,
 }
 
@@ -347,27 +423,50 @@ pub struct Retryer {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AzureConf {
-    #[serde(default)]
+    // Empty values are omitted so that PBM 1.x metas, which recorded an unused
+    // `azure: {}` next to the real storage, round-trip unchanged.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub account: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub container: String,
     /// Defaults to `https://<account>.blob.core.windows.net`.
-    #[serde(rename = "endpointUrl", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "endpointUrl",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub endpoint_url: Option<String>,
-    #[serde(rename = "endpointUrlMap", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "endpointUrlMap",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub endpoint_url_map: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub prefix: String,
     #[serde(default, skip_serializing_if = "AzureCredentials::is_empty")]
     pub credentials: AzureCredentials,
-    #[serde(rename = "maxObjSizeGB", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxObjSizeGB",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_obj_size_gb: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retryer: Option<Retryer>,
     /// rbm extension: blocks staged in parallel (PBM uses NumCPU/2).
-    #[serde(rename = "uploadConcurrency", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "uploadConcurrency",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub upload_concurrency: Option<u32>,
     /// rbm extension: block size in bytes (PBM: max(10 MiB, size/50000 × 1.1)).
-    #[serde(rename = "uploadPartSize", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "uploadPartSize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub upload_part_size: Option<u64>,
 }
 
@@ -388,10 +487,14 @@ impl AzureConf {
                 reason: "must not be empty".into(),
             });
         }
-        let methods = [!c.key.is_empty(), !c.sas_token.is_empty(), c.use_azure_identity]
-            .iter()
-            .filter(|b| **b)
-            .count();
+        let methods = [
+            !c.key.is_empty(),
+            !c.sas_token.is_empty(),
+            c.use_azure_identity,
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
         if methods > 1 {
             return Err(ConfigError::Invalid {
                 key: "storage.azure.credentials".into(),
@@ -435,11 +538,23 @@ impl AzureCredentials {
 #[serde(deny_unknown_fields)]
 pub struct FilesystemConf {
     pub path: String,
-    #[serde(rename = "maxObjSizeGB", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxObjSizeGB",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_obj_size_gb: Option<f64>,
-    #[serde(rename = "backupBuffSize", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "backupBuffSize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub backup_buff_size: Option<u64>,
-    #[serde(rename = "restoreBuffSize", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "restoreBuffSize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub restore_buff_size: Option<u64>,
 }
 
@@ -578,7 +693,10 @@ pitr:
             s3.retryer.as_ref().and_then(|r| r.max_retry_delay),
             Some(GoDuration(Duration::from_secs(300)))
         );
-        assert!(!format!("{c:?}").contains("shh"), "Debug must redact secrets");
+        assert!(
+            !format!("{c:?}").contains("shh"),
+            "Debug must redact secrets"
+        );
         // BSON round trip, as stored in admin.pbmConfig.
         let doc = bson::serialize_to_document(&c).expect("bson");
         let back: StorageConf = bson::deserialize_from_document(doc).expect("bson back");
@@ -594,13 +712,17 @@ pitr:
 
     #[test]
     fn unknown_type_is_refused() {
-        let e = StorageConf::from_yaml("type: tape\n").unwrap_err().to_string();
+        let e = StorageConf::from_yaml("type: tape\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("tape"), "{e}");
     }
 
     #[test]
     fn missing_section_is_named() {
-        let e = StorageConf::from_yaml("type: azure\n").unwrap_err().to_string();
+        let e = StorageConf::from_yaml("type: azure\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("storage.azure"), "{e}");
         let e = StorageConf::from_yaml("type: s3\ns3:\n  bucket: ''\n")
             .unwrap_err()
@@ -612,6 +734,9 @@ pitr:
     fn fixture_config_parses() {
         let y = "storage:\n  type: filesystem\n  filesystem:\n    path: /opt/backups\npitr:\n  enabled: false\n";
         let c = StorageConf::from_yaml(y).expect("valid");
-        assert_eq!(c.filesystem.map(|f| f.path), Some("/opt/backups".to_string()));
+        assert_eq!(
+            c.filesystem.map(|f| f.path),
+            Some("/opt/backups".to_string())
+        );
     }
 }
