@@ -1,1 +1,7 @@
 //! rbm-agent: the engines behind the `rbm-agent` daemon and the `rbm` CLI.
+
+pub mod sample;
+pub mod speed_test;
+
+/// rbm's version, as `rbm version` prints it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -52,6 +52,9 @@ pub struct ObjectMeta {
 ///   part size, never by the object's size, and nothing is written to local temp files.
 /// - A reader never sees a partial object: an object appears under its name only when
 ///   `save` returns `Ok`, and a failed or cancelled `save` leaves nothing under that name.
+/// - Writers racing on one name never leave a mix: the object is one writer's whole
+///   input (on Azure a losing writer may fail instead: a block-list commit discards the
+///   other writers' staged blocks).
 /// - `delete` of a missing object succeeds (it is what a retried delete sees).
 /// - `stat` and reads of a missing object fail with [`ErrorKind::NotFound`].
 #[async_trait]
