@@ -79,3 +79,146 @@ pub fn fs_conf(path: &std::path::Path) -> StorageConf {
         ..Default::default()
     }
 }
+
+/// A private SecantusDB server for one test: its own port, data directory and
+/// replica-set name, so tests that write to `admin.pbm*` control collections do not
+/// see each other. Stopped (SIGTERM, then SIGKILL) and removed on drop.
+pub struct MongoServer {
+    child: Option<std::process::Child>,
+    port: u16,
+    replset: String,
+    dir: tempfile::TempDir,
+}
+
+impl MongoServer {
+    /// Starts a server as replica set `secantus` and waits until it is a writable primary.
+    ///
+    /// # Panics
+    /// When the venv is missing or the server does not come up within 60 s.
+    pub async fn start() -> Self {
+        Self::start_named("secantus").await
+    }
+
+    /// Starts a server advertising replica-set name `replset`.
+    ///
+    /// # Panics
+    /// When the venv is missing or the server does not come up within 60 s.
+    pub async fn start_named(replset: &str) -> Self {
+        let venv = std::path::PathBuf::from(require_env("RBM_TEST_VENV"));
+        let dir = tempfile::Builder::new()
+            .prefix("rbm-mongo-")
+            .tempdir()
+            .expect("temp dir for the server");
+        let conf = dir.path().join("empty.toml");
+        std::fs::write(&conf, "").expect("write empty config");
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("server.log")).expect("server log");
+        let launcher = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../scripts/secantus-launch.py");
+        let child = std::process::Command::new(venv.join("bin/python"))
+            .arg(launcher)
+            .args(["--replset-name", replset, "--config"])
+            .arg(&conf)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--storage-path"])
+            .arg(dir.path().join("data"))
+            .args(["--oplog-max-entries", "20000", "--noop-heartbeat-seconds", "10"])
+            .env("PYTHONUNBUFFERED", "1")
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn SecantusDB");
+        let mut server = Self {
+            child: Some(child),
+            port,
+            replset: replset.to_string(),
+            dir,
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    /// `mongodb://127.0.0.1:<port>/?replicaSet=<name>`.
+    pub fn uri(&self) -> String {
+        format!(
+            "mongodb://127.0.0.1:{}/?replicaSet={}",
+            self.port, self.replset
+        )
+    }
+
+    /// A direct connection URI to the single member.
+    pub fn direct_uri(&self) -> String {
+        format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn replset(&self) -> &str {
+        &self.replset
+    }
+
+    /// The server's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let opts = mongodb::options::ClientOptions::parse(self.direct_uri())
+            .await
+            .expect("client options");
+        let client = mongodb::Client::with_options(opts).expect("client");
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("SecantusDB exited early ({status}):\n{}", self.log());
+                }
+            }
+            let hello = client
+                .database("admin")
+                .run_command(mongodb::bson::doc! {"hello": 1})
+                .await;
+            if let Ok(h) = hello {
+                if h.get_bool("isWritablePrimary").unwrap_or(false) {
+                    return;
+                }
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("SecantusDB not ready after 60 s:\n{}", self.log());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for MongoServer {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(100))
+                }
+                _ => break,
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// A TCP port that was free a moment ago (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free local port")
+}
