@@ -80,42 +80,62 @@ pub fn sample_doc(rng: &mut SampleRng, i: u64) -> Document {
     }
 }
 
-/// An endless-until-`limit` stream of concatenated raw BSON sample documents: what a
-/// logical dump of a collection looks like on the wire.
+/// Bytes of distinct documents generated before the stream starts repeating them:
+/// building BSON documents costs more than compressing them, so a speed test that
+/// generated every document would measure the generator (PBM's speed test likewise
+/// cycles a fixed data set).
+const POOL_BYTES: usize = 16 << 20;
+
+/// A stream of concatenated raw BSON sample documents, about `limit` bytes long and
+/// always ending on a document boundary: what a logical dump of a collection looks
+/// like on the wire.
 pub struct SampleStream {
-    rng: SampleRng,
-    next_id: u64,
+    pool: std::sync::Arc<Vec<u8>>,
+    /// End offset of every document in `pool`.
+    ends: std::sync::Arc<Vec<usize>>,
     limit: u64,
     produced: u64,
-    buf: Vec<u8>,
     pos: usize,
+    /// Where the current pass over the pool stops (a document end).
+    stop: usize,
 }
 
 impl SampleStream {
     /// About `limit` bytes (whole documents, so it may end slightly past `limit`).
     pub fn new(seed: u64, limit: u64) -> Self {
-        Self {
-            rng: SampleRng::new(seed),
-            next_id: 0,
-            limit,
-            produced: 0,
-            buf: Vec::new(),
-            pos: 0,
-        }
-    }
-
-    fn refill(&mut self) {
-        self.buf.clear();
-        self.pos = 0;
-        while self.buf.len() < 256 << 10 && self.produced + (self.buf.len() as u64) < self.limit {
-            let d = sample_doc(&mut self.rng, self.next_id);
-            self.next_id += 1;
+        let mut rng = SampleRng::new(seed);
+        let mut pool = Vec::with_capacity(POOL_BYTES + 4096);
+        let mut ends = Vec::new();
+        let mut id = 0u64;
+        while pool.len() < POOL_BYTES && (pool.len() as u64) < limit {
             // Serialising a Document into a Vec cannot fail.
-            if d.to_writer(&mut self.buf).is_err() {
+            if sample_doc(&mut rng, id).to_writer(&mut pool).is_err() {
                 break;
             }
+            ends.push(pool.len());
+            id += 1;
         }
-        self.produced += self.buf.len() as u64;
+        let mut s = Self {
+            pool: std::sync::Arc::new(pool),
+            ends: std::sync::Arc::new(ends),
+            limit,
+            produced: 0,
+            pos: 0,
+            stop: 0,
+        };
+        s.stop = s.pass_stop();
+        s
+    }
+
+    /// The end of this pass: the whole pool, or the first document end at or past
+    /// the limit if the limit falls inside this pass.
+    fn pass_stop(&self) -> usize {
+        let left = self.limit.saturating_sub(self.produced);
+        if left >= self.pool.len() as u64 {
+            return self.pool.len();
+        }
+        let i = self.ends.partition_point(|&e| (e as u64) < left);
+        self.ends.get(i).copied().unwrap_or(self.pool.len())
     }
 }
 
@@ -125,16 +145,18 @@ impl AsyncRead for SampleStream {
         _cx: &mut Context<'_>,
         out: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        if self.pos == self.buf.len() {
-            if self.produced >= self.limit {
+        if self.pos == self.stop {
+            if self.produced >= self.limit || self.pool.is_empty() {
                 return Poll::Ready(Ok(()));
             }
-            self.refill();
+            self.pos = 0;
+            self.stop = self.pass_stop();
         }
-        let n = out.remaining().min(self.buf.len() - self.pos);
+        let n = out.remaining().min(self.stop - self.pos);
         let start = self.pos;
-        out.put_slice(&self.buf[start..start + n]);
+        out.put_slice(&self.pool[start..start + n]);
         self.pos += n;
+        self.produced += n as u64;
         Poll::Ready(Ok(()))
     }
 }
@@ -168,5 +190,19 @@ mod tests {
         }
         assert_eq!(off, a.len());
         assert!(docs > 100);
+        // Past the pool the documents repeat, still whole.
+        let mut c = Vec::new();
+        SampleStream::new(3, (POOL_BYTES as u64) * 2 + 1)
+            .read_to_end(&mut c)
+            .await
+            .expect("read");
+        let mut off = 0;
+        while off < c.len() {
+            let len = i32::from_le_bytes([c[off], c[off + 1], c[off + 2], c[off + 3]]) as usize;
+            bson::RawDocument::from_bytes(&c[off..off + len]).expect("valid BSON");
+            off += len;
+        }
+        assert_eq!(off, c.len());
+        assert!(c.len() as u64 > (POOL_BYTES as u64) * 2);
     }
 }
