@@ -136,15 +136,33 @@ impl std::fmt::Debug for Node {
     }
 }
 
+/// The gist of a driver error, without credentials: its `Display` carries a whole
+/// topology description and debug dumps of nested errors, too much for the one line an
+/// operator reads.
+pub(crate) fn concise(e: &mongodb::error::Error) -> String {
+    let s = match &*e.kind {
+        ErrorKind::InvalidArgument { message, .. } | ErrorKind::Authentication { message, .. } => {
+            message.clone()
+        }
+        // "... Servers: [ { Address: h:p, Type: Unknown, Error: Kind: I/O error: ..., labels ..."
+        ErrorKind::ServerSelection { message, .. } => match message.split_once("Error: Kind: ") {
+            Some((_, rest)) => rest.split(", labels").next().unwrap_or(rest).to_string(),
+            None => "no available servers".to_string(),
+        },
+        ErrorKind::Command(c) => format!("{} ({}): {}", c.code_name, c.code, c.message),
+        ErrorKind::Io(io) => io.to_string(),
+        other => other.to_string(),
+    };
+    redact_uri(&first_line(&s))
+}
+
 fn classify(
     e: mongodb::error::Error,
     uri: &str,
     timeout: Duration,
     what: &'static str,
 ) -> NodeError {
-    // The driver's messages can be long (a whole topology description); keep the gist
-    // and make sure no credential survives.
-    let reason = redact_uri(&first_line(&e.to_string()));
+    let reason = concise(&e);
     match *e.kind {
         ErrorKind::ServerSelection { .. } => NodeError::Unreachable {
             uri: uri.to_string(),
@@ -199,7 +217,7 @@ impl Node {
                 .await
                 .map_err(|e| NodeError::InvalidUri {
                     uri: redacted.clone(),
-                    reason: redact_uri(&first_line(&e.to_string())),
+                    reason: concise(&e),
                 })?;
         let base = local_opts.clone();
         local_opts.direct_connection = Some(true);
@@ -212,7 +230,7 @@ impl Node {
         }
         let local = Client::with_options(local_opts).map_err(|e| NodeError::InvalidUri {
             uri: redacted.clone(),
-            reason: redact_uri(&first_line(&e.to_string())),
+            reason: concise(&e),
         })?;
         let admin = local.database("admin");
         let hello = admin
@@ -281,7 +299,7 @@ impl Node {
         }
         let pbm = Client::with_options(pbm_opts).map_err(|e| NodeError::InvalidUri {
             uri: redacted.clone(),
-            reason: redact_uri(&first_line(&e.to_string())),
+            reason: concise(&e),
         })?;
         pbm.database("admin")
             .run_command(doc! {"ping": 1})
@@ -322,7 +340,7 @@ impl Node {
             .map_err(|e| NodeError::Command {
                 what: "hello",
                 uri: self.redacted_uri.clone(),
-                reason: redact_uri(&first_line(&e.to_string())),
+                reason: concise(&e),
             })?;
         let ct = reply_cluster_time(&reply).ok_or(NodeError::NoClusterTime { what: "hello" })?;
         Ok((
