@@ -190,7 +190,8 @@ pub struct HeldLock {
 #[derive(Debug)]
 pub enum OpLock {
     Held {
-        lock: HeldLock,
+        // Boxed: the other variants are small and this one is moved around rarely.
+        lock: Box<HeldLock>,
         took_over: Option<LockData>,
     },
     Busy(LockData),
@@ -212,8 +213,8 @@ pub async fn acquire_for_op(
 ) -> Result<OpLock, ControlError> {
     let store = MongoLockStore::new(node, kind);
     match acquire(&store, &header).await? {
-        Acquire::Busy(p) => return Ok(OpLock::Busy(p)),
-        Acquire::SameOp(p) => return Ok(OpLock::SameOp(p)),
+        Acquire::Busy(p) => Ok(OpLock::Busy(p)),
+        Acquire::SameOp(p) => Ok(OpLock::SameOp(p)),
         Acquire::Acquired { took_over } => {
             let held = HeldLock {
                 store,
@@ -237,7 +238,7 @@ pub async fn acquire_for_op(
                 }
             }
             Ok(OpLock::Held {
-                lock: held,
+                lock: Box::new(held),
                 took_over,
             })
         }
