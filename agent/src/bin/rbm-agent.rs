@@ -20,8 +20,15 @@ struct Cli {
     #[arg(short = 'f', long = "config")]
     config: Option<std::path::PathBuf>,
 
-    /// Log as JSON lines.
-    #[arg(long, env = "LOG_JSON")]
+    /// Log as JSON lines (env LOG_JSON accepts 1/true/yes like PBM's).
+    #[arg(
+        long,
+        env = "LOG_JSON",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value = "false"
+    )]
     log_json: bool,
 
     /// Log level: D, I, W, E or F.
@@ -82,7 +89,11 @@ fn init_logging(level: &str, json: bool) -> anyhow::Result<()> {
         .with_target("rbm_storage", level)
         .with_default(tracing::Level::WARN);
     use tracing_subscriber::prelude::*;
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour codes only on a terminal: under systemd or Kubernetes they are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     if json {
         tracing_subscriber::registry()
             .with(fmt.json().with_filter(filter))

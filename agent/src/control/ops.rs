@@ -176,7 +176,7 @@ async fn unavailable(
         opid: &opid_hex,
         epoch,
     };
-    if ctx.node.info.role == NodeRole::Arbiter {
+    if ctx.node.hello().await?.0 == NodeRole::Arbiter {
         return Ok(());
     }
     match acquire_for_op(
@@ -536,12 +536,14 @@ async fn backup(
     cmd: &BackupCmd,
     cancel: &CancellationToken,
 ) -> Result<(), ControlError> {
-    if ctx.node.info.role == NodeRole::Arbiter {
+    // The role now, not at start-up: elections move the primary.
+    let (role, _) = ctx.node.hello().await?;
+    if role == NodeRole::Arbiter {
         return Ok(());
     }
     // With one replica set its primary is the cluster leader (sharded clusters, where the
     // CSRS primary leads, are not supported by this build yet).
-    if ctx.node.info.role == NodeRole::Primary {
+    if role == NodeRole::Primary {
         let config = super::heartbeat::Heartbeat::main_config(&ctx.node).await?;
         ensure_backup_meta(ctx, opid, cmd, config.as_ref()).await?;
         let priority = config
