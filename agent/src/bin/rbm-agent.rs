@@ -1,5 +1,12 @@
 //! `rbm-agent`: the daemon that runs next to each mongod. Thin: parses arguments,
 //! sets up logging and signals, calls the library.
+//!
+//! Hidden, test-only settings (never for production): `RBM_AGENT_NODE_NAME` /
+//! `--node-name` and `RBM_AGENT_NODE_ROLE` / `--node-role` give several agents on one
+//! single-member test server distinct identities and roles; `RBM_AGENT_TEST_OP_HOLD_SECS`
+//! makes an operation this build cannot run hold its lock that long, standing in for a
+//! long operation. `RBM_AGENT_SERVER_SELECTION_TIMEOUT_MS` (default 30 s) bounds the
+//! search for the mongod.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
