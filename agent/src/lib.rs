@@ -1,5 +1,8 @@
 //! rbm-agent: the engines behind the `rbm-agent` daemon and the `rbm` CLI.
 
+pub mod control;
+pub mod daemon;
+pub mod node;
 pub mod sample;
 pub mod speed_test;
 

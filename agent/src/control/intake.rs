@@ -1,0 +1,104 @@
+//! Command intake (PBM's `pbm/ctrl/recv.go`): poll `pbmCmd` every second for commands
+//! sent since the agent started, and hand each operation id to a handler once.
+//!
+//! "Once" has two layers: an in-memory set of seen `_id`s stops this process from
+//! handling a command twice, and the `pbmOpLog` unique `(opid, replset)` index (written
+//! when the operation's lock is taken) stops it from running again anywhere in the
+//! replica set, also after a restart.
+
+use super::ops::{handle, OpContext};
+use super::unix_now;
+use bson::{doc, oid::ObjectId, Document};
+use futures::TryStreamExt;
+use mongodb::Collection;
+use rbm_protocol::command::CommandDoc;
+use rbm_protocol::defs::{CMD_COLLECTION, DB};
+use std::collections::HashSet;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// PBM polls once a second.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long running operations get to finish (and release their locks) on shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Polls until `cancel`, running each new command as a task; on cancel the tasks see the
+/// same token, are given [`SHUTDOWN_GRACE`] to end, then aborted.
+pub async fn run(ctx: OpContext, poll: Duration, cancel: CancellationToken) {
+    let coll: Collection<Document> = ctx.node.pbm.database(DB).collection(CMD_COLLECTION);
+    // PBM's lower bound: commands sent at or after the agent's start (unix seconds of
+    // the CLI's clock, compared to ours; PBM does the same).
+    let start = unix_now();
+    let mut seen: HashSet<ObjectId> = HashSet::new();
+    let mut ops: JoinSet<()> = JoinSet::new();
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(poll) => {}
+            Some(res) = ops.join_next(), if !ops.is_empty() => {
+                if let Err(e) = res {
+                    tracing::error!("an operation task failed: {e}");
+                }
+                continue;
+            }
+        }
+        let docs: Result<Vec<Document>, _> = match coll.find(doc! {"ts": {"$gte": start}}).await {
+            Ok(c) => c.try_collect().await,
+            Err(e) => Err(e),
+        };
+        let docs = match docs {
+            Ok(d) => {
+                if failing {
+                    tracing::info!("reading admin.{CMD_COLLECTION} works again");
+                    failing = false;
+                }
+                d
+            }
+            Err(e) => {
+                // The PBM DB may be electing a primary; keep polling rather than exit.
+                if !failing {
+                    tracing::warn!(
+                        "cannot read admin.{CMD_COLLECTION}: {}",
+                        crate::node::redact_uri(&e.to_string())
+                    );
+                    failing = true;
+                }
+                continue;
+            }
+        };
+        for raw in docs {
+            let Ok(id) = raw.get_object_id("_id") else {
+                continue;
+            };
+            if !seen.insert(id) {
+                continue;
+            }
+            let cmd: CommandDoc = match bson::deserialize_from_document(raw) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(opid = %id, "ignoring a command this agent cannot read: {e}");
+                    continue;
+                }
+            };
+            tracing::info!(opid = %id, cmd = cmd.command.kind().as_str(), "got command");
+            ops.spawn(handle(ctx.clone(), cmd, cancel.child_token()));
+        }
+    }
+    // Shutdown: handlers see the cancelled token, mark their work failed and release
+    // their locks; give them a bounded time to do so.
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while let Some(res) = ops.join_next().await {
+            if let Err(e) = res {
+                tracing::error!("an operation task failed: {e}");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("operations did not end within {SHUTDOWN_GRACE:?}; aborting them");
+        ops.shutdown().await;
+    }
+}

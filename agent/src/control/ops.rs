@@ -1,0 +1,562 @@
+//! What an agent does with each command. The backup, restore, PITR and maintenance
+//! engines are not in this build yet: the handlers still take part in the protocol
+//! (nomination, locks, `pbmOpLog`) so that exactly one agent per replica set answers,
+//! once, and the answer is an honest failure instead of a hang.
+
+use super::lock::{acquire_for_op, HeldLock, LockKind, OpLock};
+use super::pbmlog::{Event, PbmLog};
+use super::{nominate, unix_now, ControlError};
+use crate::node::{Node, NodeRole};
+use bson::{doc, Document, Timestamp};
+use futures::TryStreamExt;
+use mongodb::Collection;
+use rbm_protocol::command::{BackupCmd, Command, CommandDoc};
+use rbm_protocol::config::Config;
+use rbm_protocol::defs::{
+    CommandKind, OpId, Status, AGENTS_COLLECTION, BACKUPS_COLLECTION, DB, NOMINATION_GROUP_WAIT,
+    WAIT_ACTION_START,
+};
+use rbm_protocol::lock::{LockData, LockHeader};
+use rbm_protocol::meta::agent::AgentStat;
+use rbm_protocol::meta::backup::{BackupMeta, BackupRsNomination, BackupStorage};
+use rbm_protocol::meta::log::Severity;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// What the backup meta says when no engine can run it.
+pub const BACKUP_UNAVAILABLE: &str = "logical backup engine not available in this rbm build";
+
+/// How often nominees look at the meta (PBM: 0.5 s).
+const NOMINATION_POLL: Duration = Duration::from_millis(500);
+
+/// Everything a handler needs.
+#[derive(Clone, Debug)]
+pub struct OpContext {
+    pub node: Node,
+    pub log: PbmLog,
+    /// Test-only: hold the lock of an unavailable operation this long before answering,
+    /// to stand for a long-running operation.
+    pub hold: Duration,
+}
+
+/// Handles one command to the end. Errors are logged, not returned: one failed
+/// operation must not stop the agent.
+pub async fn handle(ctx: OpContext, cmd: CommandDoc, cancel: CancellationToken) {
+    let Some(opid) = cmd.opid() else { return };
+    let kind = cmd.command.kind();
+    let opid_hex = opid.to_hex();
+    let epoch = match super::heartbeat::Heartbeat::main_config(&ctx.node).await {
+        Ok(c) => c.and_then(|c| c.epoch),
+        Err(e) => {
+            tracing::warn!(opid = %opid_hex, "cannot read the config: {e}");
+            None
+        }
+    };
+    let result = match &cmd.command {
+        Command::Backup(b) => backup(&ctx, opid, epoch, b, &cancel).await,
+        Command::Pitr => {
+            let ev = Event {
+                event: "pitr",
+                obj: "",
+                opid: &opid_hex,
+                epoch,
+            };
+            ctx.log
+                .write(
+                    Severity::Debug,
+                    &ev,
+                    "PITR is not available in this rbm build",
+                )
+                .await;
+            Ok(())
+        }
+        Command::CancelBackup => {
+            let ev = Event {
+                event: "cancelBackup",
+                obj: "",
+                opid: &opid_hex,
+                epoch,
+            };
+            ctx.log
+                .write(Severity::Debug, &ev, "no backup is running on this node")
+                .await;
+            Ok(())
+        }
+        other => unavailable(&ctx, opid, epoch, kind, &obj_name(other), &cancel).await,
+    };
+    if let Err(e) = result {
+        let ev = Event {
+            event: kind.as_str(),
+            obj: "",
+            opid: &opid_hex,
+            epoch,
+        };
+        ctx.log
+            .write(Severity::Error, &ev, &format!("{kind} failed: {e}"))
+            .await;
+    }
+}
+
+fn obj_name(c: &Command) -> String {
+    match c {
+        Command::Restore(r) => r.backup_name.clone(),
+        Command::Replay(r) => r.name.clone(),
+        Command::DeleteBackup(d) => d.backup.clone(),
+        Command::AddConfigProfile(p) | Command::RemoveConfigProfile(p) => p.name.clone(),
+        _ => String::new(),
+    }
+}
+
+fn header(ctx: &OpContext, kind: CommandKind, opid: OpId, epoch: Option<Timestamp>) -> LockHeader {
+    LockHeader {
+        kind: Some(kind),
+        replset: ctx.node.info.replset.clone(),
+        node: ctx.node.info.name.clone(),
+        opid: opid.to_hex(),
+        epoch,
+    }
+}
+
+/// Beats the lock every 5 s until `until` ends or the lock is lost; `Ok(false)` if lost.
+async fn hold_lock(
+    lock: &HeldLock,
+    dur: Duration,
+    cancel: &CancellationToken,
+) -> Result<bool, ControlError> {
+    let deadline = tokio::time::Instant::now() + dur;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(true),
+            _ = tokio::time::sleep_until(deadline) => return Ok(true),
+            _ = tokio::time::sleep(rbm_protocol::defs::HEARTBEAT_INTERVAL) => {
+                if !lock.beat().await? {
+                    return Ok(false);
+                }
+            }
+        }
+    }
+}
+
+/// The operation of a stale lock died with its holder: say so, and fail its backup meta.
+async fn fail_dead_op(ctx: &OpContext, old: &LockData) {
+    let kind = old.kind.map(|k| k.as_str()).unwrap_or("");
+    let msg = format!(
+        "took over the stale lock of {kind} operation {} held by {} (last heartbeat at cluster time {})",
+        old.opid, old.node, old.hb.time
+    );
+    let ev = Event {
+        event: kind,
+        obj: "",
+        opid: &old.opid,
+        epoch: old.epoch,
+    };
+    ctx.log.write(Severity::Warning, &ev, &msg).await;
+    if old.kind == Some(CommandKind::Backup) {
+        let err = format!("lost agent {}: its lock went stale", old.node);
+        if let Err(e) = mark_backup_error(&ctx.node, doc! {"opid": &old.opid}, &err).await {
+            tracing::warn!("cannot mark backup {} failed: {e}", old.opid);
+        }
+    }
+}
+
+/// A command whose engine this build lacks: one agent per replica set takes the lock
+/// (so `pbm status` shows who answered and the op runs once), reports, releases.
+async fn unavailable(
+    ctx: &OpContext,
+    opid: OpId,
+    epoch: Option<Timestamp>,
+    kind: CommandKind,
+    obj: &str,
+    cancel: &CancellationToken,
+) -> Result<(), ControlError> {
+    let opid_hex = opid.to_hex();
+    let ev = Event {
+        event: kind.as_str(),
+        obj,
+        opid: &opid_hex,
+        epoch,
+    };
+    if ctx.node.hello().await?.0 == NodeRole::Arbiter {
+        return Ok(());
+    }
+    match acquire_for_op(
+        &ctx.node,
+        LockKind::Exclusive,
+        header(ctx, kind, opid, epoch),
+    )
+    .await?
+    {
+        OpLock::Held { lock, took_over } => {
+            if let Some(old) = took_over {
+                fail_dead_op(ctx, &old).await;
+            }
+            ctx.log
+                .write(
+                    Severity::Info,
+                    &ev,
+                    &format!("got command {kind}, opid {opid_hex}"),
+                )
+                .await;
+            let kept = hold_lock(&lock, ctx.hold, cancel).await?;
+            let msg = if cancel.is_cancelled() {
+                format!(
+                    "{} interrupted: the agent is shutting down",
+                    kind.description()
+                )
+            } else {
+                format!("{} is not available in this rbm build", kind.description())
+            };
+            ctx.log.write(Severity::Error, &ev, &msg).await;
+            if kept {
+                lock.release().await?;
+            }
+            Ok(())
+        }
+        OpLock::Busy(p) => {
+            let msg = format!(
+                "another operation is running: {} (opid {}) on {}",
+                p.kind.map(|k| k.as_str()).unwrap_or(""),
+                p.opid,
+                p.node
+            );
+            ctx.log.write(Severity::Error, &ev, &msg).await;
+            Ok(())
+        }
+        OpLock::SameOp(_) | OpLock::AlreadyRan => {
+            tracing::debug!(opid = %opid_hex, "{kind} is handled by another agent or already ran");
+            Ok(())
+        }
+    }
+}
+
+fn backups(node: &Node) -> Collection<Document> {
+    node.pbm.database(DB).collection(BACKUPS_COLLECTION)
+}
+
+/// Sets a backup meta to `error` unless it already ended.
+async fn mark_backup_error(node: &Node, filter: Document, err: &str) -> Result<bool, ControlError> {
+    let now = unix_now();
+    let mut f = filter;
+    f.insert(
+        "status",
+        doc! {"$nin": [Status::Done.as_str(), Status::Error.as_str(), Status::Canceled.as_str()]},
+    );
+    let r = backups(node)
+        .update_one(
+            f,
+            doc! {
+                "$set": {"status": Status::Error.as_str(), "error": err, "last_transition_ts": now},
+                "$push": {"conditions": {"timestamp": now, "status": Status::Error.as_str(), "error": err}},
+            },
+        )
+        .await
+        .map_err(ControlError::db("update admin.pbmBackups"))?;
+    Ok(r.modified_count == 1)
+}
+
+/// The cluster leader creates the meta in `starting`, as PBM's `Init` does; an
+/// existing meta (the CLI's, or another leader's) is kept.
+async fn ensure_backup_meta(
+    ctx: &OpContext,
+    opid: OpId,
+    cmd: &BackupCmd,
+    config: Option<&Config>,
+) -> Result<(), ControlError> {
+    let hb = ctx.node.cluster_time().await?;
+    let now = unix_now();
+    let meta = BackupMeta {
+        id: None,
+        kind: cmd.kind,
+        opid: opid.to_hex(),
+        name: cmd.name.clone(),
+        src_backup: String::new(),
+        shard_remap: Default::default(),
+        namespaces: cmd.namespaces.clone(),
+        sel_users_and_roles: cmd.users_and_roles,
+        replsets: Vec::new(),
+        compression: if cmd.compression.is_empty() {
+            rbm_protocol::defs::DEFAULT_COMPRESSION.to_string()
+        } else {
+            cmd.compression.clone()
+        },
+        store: BackupStorage {
+            name: cmd.profile.clone(),
+            is_profile: !cmd.profile.is_empty(),
+            storage: config.map(|c| c.storage.clone()).unwrap_or_default(),
+        },
+        size: None,
+        size_uncompressed: None,
+        mongodb_version: ctx.node.info.mongo_version.clone(),
+        fcv: None,
+        start_ts: now,
+        last_transition_ts: now,
+        first_write_ts: Timestamp {
+            time: 0,
+            increment: 0,
+        },
+        last_write_ts: Timestamp {
+            time: 0,
+            increment: 0,
+        },
+        hb,
+        status: Status::Starting,
+        conditions: vec![rbm_protocol::meta::backup::Condition {
+            timestamp: now,
+            status: Status::Starting,
+            error: None,
+        }],
+        nomination: Vec::new(),
+        error: None,
+        pbm_version: crate::VERSION.to_string(),
+        balancer: None,
+    };
+    let doc =
+        bson::serialize_to_document(&meta).map_err(ControlError::bson("encode backup meta"))?;
+    match backups(&ctx.node).insert_one(doc).await {
+        Ok(_) => Ok(()),
+        Err(e) if super::is_duplicate_key(&e) => Ok(()),
+        Err(e) => Err(ControlError::db("insert into admin.pbmBackups")(e)),
+    }
+}
+
+async fn read_meta(node: &Node, name: &str) -> Result<Option<BackupMeta>, ControlError> {
+    let Some(raw) = backups(node)
+        .find_one(doc! {"name": name})
+        .await
+        .map_err(ControlError::db("read admin.pbmBackups"))?
+    else {
+        return Ok(None);
+    };
+    bson::deserialize_from_document(raw)
+        .map(Some)
+        .map_err(ControlError::bson("decode backup meta"))
+}
+
+fn ended(s: Status) -> bool {
+    matches!(s, Status::Done | Status::Error | Status::Canceled)
+}
+
+/// PBM's `nominateRS` for the leader's own replica set: offer each priority group in
+/// turn, 5 s apart, until someone acknowledges.
+async fn nominate(
+    ctx: &OpContext,
+    name: &str,
+    priority: &std::collections::BTreeMap<String, f64>,
+    cancel: &CancellationToken,
+) -> Result<(), ControlError> {
+    let rs = ctx.node.info.replset.clone();
+    let now = ctx.node.cluster_time().await?;
+    let agents: Vec<AgentStat> = ctx
+        .node
+        .pbm
+        .database(DB)
+        .collection::<AgentStat>(AGENTS_COLLECTION)
+        .find(doc! {"rs": &rs})
+        .await
+        .map_err(ControlError::db("read admin.pbmAgents"))?
+        .try_collect()
+        .await
+        .map_err(ControlError::db("read admin.pbmAgents"))?;
+    let steady: Vec<AgentStat> = agents
+        .into_iter()
+        .filter(|a| nominate::is_steady(a, now))
+        .collect();
+    let groups = nominate::groups(&steady, priority);
+    if groups.is_empty() {
+        mark_backup_error(
+            &ctx.node,
+            doc! {"name": name},
+            &format!(
+                "no available agent(s) on replica set {rs}: none is healthy (check `pbm status`)"
+            ),
+        )
+        .await?;
+        return Ok(());
+    }
+    for group in groups {
+        let Some(meta) = read_meta(&ctx.node, name).await? else {
+            return Ok(());
+        };
+        if ended(meta.status)
+            || meta
+                .nomination
+                .iter()
+                .any(|n| n.rs == rs && !n.ack.is_empty())
+        {
+            return Ok(());
+        }
+        let n = vec![BackupRsNomination {
+            rs: rs.clone(),
+            nodes: group,
+            ack: String::new(),
+        }];
+        let n = bson::serialize_to_bson(&n).map_err(ControlError::bson("encode nomination"))?;
+        let hb = ctx.node.cluster_time().await?;
+        backups(&ctx.node)
+            .update_one(doc! {"name": name}, doc! {"$set": {"n": n, "hb": hb}})
+            .await
+            .map_err(ControlError::db("nominate in admin.pbmBackups"))?;
+        let deadline = tokio::time::Instant::now() + NOMINATION_GROUP_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(NOMINATION_POLL) => {}
+            }
+            let Some(meta) = read_meta(&ctx.node, name).await? else {
+                return Ok(());
+            };
+            if ended(meta.status)
+                || meta
+                    .nomination
+                    .iter()
+                    .any(|n| n.rs == rs && !n.ack.is_empty())
+            {
+                return Ok(());
+            }
+        }
+    }
+    mark_backup_error(
+        &ctx.node,
+        doc! {"name": name},
+        &format!("no agent of replica set {rs} acknowledged the nomination"),
+    )
+    .await?;
+    Ok(())
+}
+
+/// A nominee: wait to be named, take the lock, acknowledge, then fail the backup
+/// because no engine exists in this build.
+async fn run_if_nominated(
+    ctx: &OpContext,
+    opid: OpId,
+    epoch: Option<Timestamp>,
+    name: &str,
+    cancel: &CancellationToken,
+) -> Result<(), ControlError> {
+    let rs = &ctx.node.info.replset;
+    let me = &ctx.node.info.name;
+    let opid_hex = opid.to_hex();
+    let ev = Event {
+        event: "backup",
+        obj: name,
+        opid: &opid_hex,
+        epoch,
+    };
+    // The last group is offered after (groups-1) * 5 s; give it its whole window too.
+    let deadline = tokio::time::Instant::now() + WAIT_ACTION_START + NOMINATION_GROUP_WAIT * 2;
+    while tokio::time::Instant::now() < deadline {
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(NOMINATION_POLL) => {}
+        }
+        let Some(meta) = read_meta(&ctx.node, name).await? else {
+            continue;
+        };
+        if ended(meta.status) {
+            return Ok(());
+        }
+        let Some(mine) = meta.nomination.iter().find(|n| &n.rs == rs) else {
+            continue;
+        };
+        if !mine.ack.is_empty() {
+            return Ok(());
+        }
+        if !mine.nodes.contains(me) {
+            continue;
+        }
+        match acquire_for_op(
+            &ctx.node,
+            LockKind::Exclusive,
+            header(ctx, CommandKind::Backup, opid, epoch),
+        )
+        .await?
+        {
+            OpLock::Held { lock, took_over } => {
+                if let Some(old) = took_over {
+                    fail_dead_op(ctx, &old).await;
+                }
+                // Acknowledge only the nomination we read, so two winners cannot both ack.
+                let mut acked = meta.nomination.clone();
+                for n in acked.iter_mut().filter(|n| &n.rs == rs) {
+                    n.ack = me.clone();
+                }
+                let before = bson::serialize_to_bson(&meta.nomination)
+                    .map_err(ControlError::bson("encode nomination"))?;
+                let after = bson::serialize_to_bson(&acked)
+                    .map_err(ControlError::bson("encode nomination"))?;
+                backups(&ctx.node)
+                    .update_one(
+                        doc! {"name": name, "n": before},
+                        doc! {"$set": {"n": after}},
+                    )
+                    .await
+                    .map_err(ControlError::db("acknowledge nomination"))?;
+                ctx.log
+                    .write(
+                        Severity::Info,
+                        &ev,
+                        &format!("backup started on {me} (nominated)"),
+                    )
+                    .await;
+                let kept = hold_lock(&lock, ctx.hold, cancel).await?;
+                mark_backup_error(&ctx.node, doc! {"name": name}, BACKUP_UNAVAILABLE).await?;
+                ctx.log
+                    .write(
+                        Severity::Error,
+                        &ev,
+                        &format!("backup failed: {BACKUP_UNAVAILABLE}"),
+                    )
+                    .await;
+                if kept {
+                    lock.release().await?;
+                }
+                return Ok(());
+            }
+            OpLock::Busy(p) => {
+                let msg = format!(
+                    "cannot start backup: another operation is running: {} (opid {}) on {}",
+                    p.kind.map(|k| k.as_str()).unwrap_or(""),
+                    p.opid,
+                    p.node
+                );
+                mark_backup_error(&ctx.node, doc! {"name": name}, &msg).await?;
+                ctx.log.write(Severity::Error, &ev, &msg).await;
+                return Ok(());
+            }
+            OpLock::SameOp(_) | OpLock::AlreadyRan => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
+async fn backup(
+    ctx: &OpContext,
+    opid: OpId,
+    epoch: Option<Timestamp>,
+    cmd: &BackupCmd,
+    cancel: &CancellationToken,
+) -> Result<(), ControlError> {
+    // The role now, not at start-up: elections move the primary.
+    let (role, _) = ctx.node.hello().await?;
+    if role == NodeRole::Arbiter {
+        return Ok(());
+    }
+    // With one replica set its primary is the cluster leader (sharded clusters, where the
+    // CSRS primary leads, are not supported by this build yet).
+    if role == NodeRole::Primary {
+        let config = super::heartbeat::Heartbeat::main_config(&ctx.node).await?;
+        ensure_backup_meta(ctx, opid, cmd, config.as_ref()).await?;
+        let priority = config
+            .as_ref()
+            .and_then(|c| c.backup.as_ref())
+            .map(|b| b.priority.clone())
+            .unwrap_or_default();
+        let (a, b) = tokio::join!(
+            nominate(ctx, &cmd.name, &priority, cancel),
+            run_if_nominated(ctx, opid, epoch, &cmd.name, cancel)
+        );
+        a.and(b)
+    } else {
+        run_if_nominated(ctx, opid, epoch, &cmd.name, cancel).await
+    }
+}

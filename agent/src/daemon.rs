@@ -1,0 +1,134 @@
+//! The agent's life: connect, set up the control collections, then run heartbeat and
+//! command intake until shutdown; on shutdown let operations end (they release their
+//! locks) and remove the agent's `pbmAgents` document.
+
+use crate::control::heartbeat::Heartbeat;
+use crate::control::ops::OpContext;
+use crate::control::pbmlog::{Event, PbmLog};
+use crate::control::{intake, setup, ControlError};
+use crate::node::{ConnectOptions, Node, NodeError};
+use rbm_protocol::meta::log::Severity;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Why the agent stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+}
+
+/// The agent's settings.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    pub connect: ConnectOptions,
+    /// PBM: 5 s.
+    pub heartbeat_interval: Duration,
+    /// PBM: 1 s.
+    pub poll_interval: Duration,
+    /// Test-only, see [`OpContext::hold`].
+    pub test_op_hold: Duration,
+}
+
+impl AgentSettings {
+    /// PBM's intervals.
+    pub fn new(connect: ConnectOptions) -> Self {
+        Self {
+            connect,
+            heartbeat_interval: rbm_protocol::defs::AGENTS_STAT_CHECK_RANGE,
+            poll_interval: intake::POLL_INTERVAL,
+            test_op_hold: Duration::ZERO,
+        }
+    }
+}
+
+/// Runs the agent until `shutdown` is cancelled.
+///
+/// # Errors
+/// Start-up failures (connection, unsuitable server, control collections); after
+/// start-up the agent keeps running through transient database errors.
+pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result<(), AgentError> {
+    let node = Node::connect(&settings.connect).await?;
+    let info = node.info.clone();
+    tracing::info!(
+        node = %info.name,
+        rs = %info.replset,
+        role = ?info.role,
+        mongod = %info.mongo_version,
+        uri = %node.uri(),
+        "connected to the local mongod"
+    );
+    setup::ensure_collections(&node.pbm).await?;
+    let mut hb = Heartbeat::new(&node);
+    hb.beat().await?;
+    let log = PbmLog::new(&node.pbm, &info.replset, &info.name);
+    log.write(
+        Severity::Info,
+        &Event {
+            event: "agentCheckup",
+            ..Default::default()
+        },
+        &format!(
+            "rbm-agent {} started on {}/{}",
+            crate::VERSION,
+            info.replset,
+            info.name
+        ),
+    )
+    .await;
+
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    let ctx = OpContext {
+        node: node.clone(),
+        log: log.clone(),
+        hold: settings.test_op_hold,
+    };
+    tasks.spawn(intake::run(ctx, settings.poll_interval, shutdown.clone()));
+    let hb_cancel = CancellationToken::new();
+    {
+        let hb_cancel = hb_cancel.clone();
+        let every = settings.heartbeat_interval;
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = hb_cancel.cancelled() => break,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                if let Err(e) = hb.beat().await {
+                    tracing::warn!("heartbeat failed: {e}");
+                }
+            }
+            if let Err(e) = hb.remove().await {
+                tracing::warn!("cannot remove the agent status: {e}");
+            }
+        });
+    }
+
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: stopping command intake");
+    // Intake ends first (its operations release their locks), then the heartbeat
+    // removes the status document, so `pbm status` never shows a live agent that is gone.
+    let mut intake_done = false;
+    while let Some(res) = tasks.join_next().await {
+        if let Err(e) = res {
+            tracing::error!("a task failed: {e}");
+        }
+        if !intake_done {
+            intake_done = true;
+            hb_cancel.cancel();
+        }
+    }
+    log.write(
+        Severity::Info,
+        &Event {
+            event: "agentCheckup",
+            ..Default::default()
+        },
+        &format!("rbm-agent stopped on {}/{}", info.replset, info.name),
+    )
+    .await;
+    Ok(())
+}

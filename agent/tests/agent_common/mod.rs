@@ -1,0 +1,176 @@
+//! Shared helpers of the `agent_*` tests: spawn real `rbm-agent` processes against a
+//! private SecantusDB, each with a test-only node name so several agents can share
+//! the one-member server.
+
+#![allow(dead_code)]
+
+use mongodb::bson::{doc, Document, Timestamp};
+use mongodb::Client;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub use rbm_e2e::MongoServer;
+
+/// A running agent process; killed on drop.
+pub struct Agent {
+    pub name: String,
+    child: Option<Child>,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    /// Starts `rbm-agent` as node `name` with `role` (primary/secondary/hidden).
+    pub fn start(server: &MongoServer, name: &str, role: &str, env: &[(&str, &str)]) -> Agent {
+        let dir = tempfile::tempdir().expect("agent dir");
+        let log = dir.path().join("agent.log");
+        let out = std::fs::File::create(&log).expect("agent log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rbm-agent"));
+        cmd.env("PBM_MONGODB_URI", server.uri())
+            .env("RBM_AGENT_NODE_NAME", name)
+            .env("RBM_AGENT_NODE_ROLE", role)
+            .env("LOG_LEVEL", "D")
+            .env_remove("LOG_JSON")
+            .stdout(Stdio::null())
+            .stderr(out);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn rbm-agent");
+        Agent {
+            name: name.to_string(),
+            child: Some(child),
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {sig} failed");
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().expect("running agent");
+        loop {
+            if let Some(st) = child.try_wait().expect("try_wait") {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agent {} did not exit; log:\n{}",
+                self.name,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `kill -9`, waiting until it is gone.
+    pub fn kill9(&mut self) {
+        self.signal("-KILL");
+        self.wait(Duration::from_secs(10));
+        self.child = None;
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A client of the test server (replica set, majority).
+pub async fn client(server: &MongoServer) -> Client {
+    Client::with_uri_str(server.uri())
+        .await
+        .expect("test client")
+}
+
+pub async fn cluster_time(c: &Client) -> Timestamp {
+    let r = c
+        .database("admin")
+        .run_command(doc! {"hello": 1})
+        .await
+        .expect("hello");
+    r.get_document("$clusterTime")
+        .and_then(|d| d.get_timestamp("clusterTime"))
+        .expect("hello has $clusterTime")
+}
+
+pub async fn find_all(c: &Client, coll: &str, filter: Document) -> Vec<Document> {
+    use futures::TryStreamExt;
+    c.database("admin")
+        .collection::<Document>(coll)
+        .find(filter)
+        .await
+        .expect("find")
+        .try_collect()
+        .await
+        .expect("cursor")
+}
+
+/// Polls `f` every 200 ms until it returns `Some`, or panics after `timeout` with `what`.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Inserts a `pbmCmd` document; `ts_offset` seconds are added to now (a future `ts`
+/// keeps the command visible to agents that restart).
+pub async fn send_command(
+    c: &Client,
+    cmd: &str,
+    payload: Option<Document>,
+    ts_offset: i64,
+) -> mongodb::bson::oid::ObjectId {
+    let id = mongodb::bson::oid::ObjectId::new();
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+        + ts_offset;
+    let mut d = doc! {"_id": id, "cmd": cmd};
+    if let Some(p) = payload {
+        d.insert(cmd, p);
+    }
+    d.insert("ts", ts);
+    c.database("admin")
+        .collection::<Document>("pbmCmd")
+        .insert_one(d)
+        .await
+        .expect("insert command");
+    id
+}
