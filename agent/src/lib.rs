@@ -1,5 +1,6 @@
 //! rbm-agent: the engines behind the `rbm-agent` daemon and the `rbm` CLI.
 
+pub mod cli;
 pub mod sample;
 pub mod speed_test;
 

@@ -16,7 +16,13 @@ fn speed_test(yaml: &str) -> (i32, String, String) {
     let cfg = dir.path().join("storage.yaml");
     std::fs::write(&cfg, yaml).expect("write config");
     let out = Command::new(env!("CARGO_BIN_EXE_rbm"))
-        .args(["speed-test", "storage", "--size-gb", "0.001", "--storage-config"])
+        .args([
+            "speed-test",
+            "storage",
+            "--size-gb",
+            "0.001",
+            "--storage-config",
+        ])
         .arg(&cfg)
         .output()
         .expect("run rbm");
@@ -37,10 +43,17 @@ fn one_clear_error(yaml: &str, must_mention: &[&str], secrets: &[&str]) -> Strin
     assert_eq!(errors.len(), 1, "exactly one error line expected: {stderr}");
     let line = errors[0].to_lowercase();
     for m in must_mention {
-        assert!(line.contains(&m.to_lowercase()), "{m:?} missing from: {}", errors[0]);
+        assert!(
+            line.contains(&m.to_lowercase()),
+            "{m:?} missing from: {}",
+            errors[0]
+        );
     }
     for s in secrets {
-        assert!(!stderr.contains(s) && !stdout.contains(s), "secret leaked: {stderr}");
+        assert!(
+            !stderr.contains(s) && !stdout.contains(s),
+            "secret leaked: {stderr}"
+        );
     }
     errors[0].to_string()
 }
@@ -65,7 +78,11 @@ fn unknown_storage_type() {
 
 #[test]
 fn malformed_yaml() {
-    one_clear_error("storage:\n  type: s3\n   s3: [unclosed\n", &["storage.yaml"], &[]);
+    one_clear_error(
+        "storage:\n  type: s3\n   s3: [unclosed\n",
+        &["storage.yaml"],
+        &[],
+    );
 }
 
 #[test]
@@ -80,7 +97,12 @@ fn unknown_key_is_named() {
 #[test]
 fn s3_missing_bucket() {
     // moto answers NoSuchBucket (s3s-fs creates buckets on write).
-    let y = s3_yaml(&env("RBM_TEST_MOTO_ENDPOINT"), "rbm-no-such-bucket", "k", "topsecret1");
+    let y = s3_yaml(
+        &env("RBM_TEST_MOTO_ENDPOINT"),
+        "rbm-no-such-bucket",
+        "k",
+        "topsecret1",
+    );
     one_clear_error(&y, &["s3", "bucket"], &["topsecret1"]);
 }
 
@@ -105,14 +127,22 @@ fn s3_unreachable_endpoint() {
 fn azure_wrong_key() {
     // A valid base64 key that is not the account's.
     let bad = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==";
-    let y = azure_yaml(&env("RBM_TEST_AZURE_ENDPOINT"), &env("RBM_TEST_AZURE_CONTAINER"), bad);
+    let y = azure_yaml(
+        &env("RBM_TEST_AZURE_ENDPOINT"),
+        &env("RBM_TEST_AZURE_CONTAINER"),
+        bad,
+    );
     one_clear_error(&y, &["azure", "access denied"], &[bad]);
 }
 
 #[test]
 fn azure_missing_container() {
     let key = env("RBM_TEST_AZURE_KEY");
-    let y = azure_yaml(&env("RBM_TEST_AZURE_ENDPOINT"), "rbm-no-such-container", &key);
+    let y = azure_yaml(
+        &env("RBM_TEST_AZURE_ENDPOINT"),
+        "rbm-no-such-container",
+        &key,
+    );
     one_clear_error(&y, &["azure", "container"], &[&key]);
 }
 
