@@ -320,9 +320,10 @@ pub async fn backup(
         let deadline = args.wait_time.map(|d| tokio::time::Instant::now() + d);
         let meta = loop {
             let m = get_backup(conn, &name).await?;
-            match m.as_ref().map(|m| m.status) {
-                Some(Status::Done | Status::Error | Status::Canceled) => break m,
-                _ => {}
+            if let Some(Status::Done | Status::Error | Status::Canceled) =
+                m.as_ref().map(|m| m.status)
+            {
+                break m;
             }
             if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
                 return Err(CliError::Timeout(format!(
@@ -607,7 +608,7 @@ pub async fn restore(
                 if text {
                     let _ = writeln!(progress);
                 }
-                return out.msg(&format!("Restore successfully finished!"));
+                return out.msg("Restore successfully finished!");
             }
             _ => {
                 return Err(CliError::Timeout(format!(

@@ -392,7 +392,7 @@ async fn backups(
         }
         snaps.push(s);
     }
-    snaps.sort_by(|a, b| b.restore_to.cmp(&a.restore_to));
+    snaps.sort_by_key(|s| std::cmp::Reverse(s.restore_to));
     let (ranges, _, size) = pitr_ranges(conn, &metas).await?;
     Ok(StorageStat {
         kind: storage_label(cfg.storage.kind).into(),
@@ -451,7 +451,7 @@ fn backups_text(b: &StorageStat) -> String {
     if let Some(p) = b.pitr.as_ref().filter(|p| !p.ranges.is_empty()) {
         s.push_str(&format!("PITR chunks [{}]:\n", pretty_size(p.size)));
         let mut rs = p.ranges.clone();
-        rs.sort_by(|a, b| b.range.end.cmp(&a.range.end));
+        rs.sort_by_key(|r| std::cmp::Reverse(r.range.end));
         for r in &rs {
             s.push_str(&format!("  {}\n", range_text(r)));
         }
