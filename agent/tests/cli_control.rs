@@ -550,3 +550,60 @@ fn bad_input_is_one_clear_error() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("--no-such-flag"));
 }
+
+/// An agent that takes the command and fails it (as rbm-agent does while the engine
+/// is missing): `rbm backup --wait` must end with that error and a non-zero exit.
+#[tokio::test]
+async fn backup_wait_reports_the_agents_error() {
+    let server = MongoServer::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("pbm.yaml");
+    std::fs::write(&cfg, fs_yaml(dir.path(), "")).expect("write yaml");
+    ok(&rbm(
+        &server.uri(),
+        &["config", "--file", cfg.to_str().expect("utf-8")],
+    ));
+    let db = admin(&server).await;
+
+    let uri = server.uri();
+    let child = tokio::task::spawn_blocking(move || rbm(&uri, &["backup", "--wait"]));
+    // The fake agent: wait for the command, then write a failed backup meta for it.
+    let cmd = loop {
+        if let Some(c) = db
+            .collection::<Document>("pbmCmd")
+            .find_one(doc! {"cmd": "backup"})
+            .await
+            .expect("read pbmCmd")
+        {
+            break c;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let name = cmd
+        .get_document("backup")
+        .and_then(|b| b.get_str("name"))
+        .expect("backup name")
+        .to_string();
+    let json = fixture_text("storage/2026-11-26T11:40:53Z.pbm.json");
+    let mut meta = rbm_protocol::meta::BackupMeta::from_pbm_json(&json).expect("meta");
+    meta.name = name.clone();
+    meta.opid = cmd.get_object_id("_id").expect("_id").to_hex();
+    meta.status = rbm_protocol::defs::Status::Error;
+    meta.error = Some("logical backup engine not available in this rbm build".into());
+    db.collection::<Document>("pbmBackups")
+        .insert_one(bson::serialize_to_document(&meta).expect("bson"))
+        .await
+        .expect("insert meta");
+
+    let r = child.await.expect("rbm task");
+    let e = one_error(&r);
+    assert!(
+        e.contains(&name) && e.contains("logical backup engine not available"),
+        "{e}"
+    );
+    assert!(
+        r.stdout.starts_with(&format!("Starting backup '{name}'")),
+        "{}",
+        r.stdout
+    );
+}

@@ -146,12 +146,14 @@ impl Conn {
             };
         }
         match e.kind.as_ref() {
-            ErrorKind::ServerSelection { .. } | ErrorKind::Io(_) | ErrorKind::DnsResolve { .. } => {
-                CliError::Connect {
-                    uri: self.uri_redacted.clone(),
-                    reason,
-                }
-            }
+            ErrorKind::ServerSelection { .. } => CliError::Connect {
+                uri: self.uri_redacted.clone(),
+                reason: selection_reason(&reason),
+            },
+            ErrorKind::Io(_) | ErrorKind::DnsResolve { .. } => CliError::Connect {
+                uri: self.uri_redacted.clone(),
+                reason,
+            },
             _ => CliError::Mongo {
                 context: format!("{what} on {}", self.uri_redacted),
                 reason,
@@ -206,6 +208,22 @@ impl Conn {
             .run_command(doc! {"hello": 1})
             .await
             .map_err(|e| CliError::mongo("hello", &e))
+    }
+}
+
+/// The driver's server-selection error dumps its whole topology; users need the
+/// timeout and the last per-server error ("Connection refused", a DNS failure).
+fn selection_reason(full: &str) -> String {
+    let secs = SERVER_SELECTION_TIMEOUT.as_secs();
+    let cause = full
+        .split("Error: Kind: ")
+        .nth(1)
+        .and_then(|rest| rest.split(", labels").next())
+        .map(str::trim)
+        .filter(|c| !c.is_empty());
+    match cause {
+        Some(c) => format!("no reachable server (last error: {c})"),
+        None => format!("no reachable primary within the server selection timeout ({secs} s unless the URI sets serverSelectionTimeoutMS)"),
     }
 }
 
