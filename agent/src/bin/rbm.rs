@@ -546,7 +546,11 @@ async fn cluster_command(
             if let Some(t) = &args.time {
                 ops::parse_datetime("--time", t)?;
             }
-            ops::confirm("Restore overwrites data in the cluster. Continue?", a.yes)?;
+            // Asked only on a terminal: the Percona Operator runs `restore` without
+            // stdin and without -y, and PBM does not ask it either.
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                ops::confirm("Restore overwrites data in the cluster. Continue?", a.yes)?;
+            }
             ops::restore(&conn().await?, &args, out, &mut stdout).await?
         }
         Command::DeleteBackup {

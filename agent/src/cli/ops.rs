@@ -293,9 +293,9 @@ pub async fn backup(
         let _ = write!(progress, "Starting backup '{name}'");
         let _ = progress.flush();
     }
-    let start_wait = args
-        .wait_time
-        .unwrap_or_else(|| cfg.backup_starting_timeout());
+    // As PBM: the start is bounded by `backup.timeouts.startingStatus`; `--wait-time`
+    // bounds only the `--wait` for the end.
+    let start_wait = cfg.backup_starting_timeout();
     let meta = wait_backup_started(conn, &name, start_wait, text, progress)
         .await
         .map_err(|e| match e {
@@ -746,8 +746,15 @@ async fn op_error(conn: &Conn, opid: &str) -> Result<Option<String>, CliError> {
 /// # Errors
 /// [`CliError::InvalidArgument`] when the answer is not yes (or stdin is closed).
 pub fn confirm(question: &str, yes: bool) -> Result<(), CliError> {
+    use std::io::IsTerminal;
     if yes {
         return Ok(());
+    }
+    // PBM's askConfirmation: without a terminal there is nobody to ask.
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::InvalidArgument(
+            "no tty to confirm on: pass -y/--yes".into(),
+        ));
     }
     eprint!("{question} [y/N] ");
     let mut line = String::new();
