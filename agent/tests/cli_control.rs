@@ -607,3 +607,20 @@ async fn backup_wait_reports_the_agents_error() {
         r.stdout
     );
 }
+
+/// With `-o json`, PBM prints errors as `{"Error": "..."}` on stdout (its `exitErr`).
+#[test]
+fn json_errors_are_json() {
+    let r = rbm(
+        "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=500",
+        &["-o", "json", "backup", "--compression", "rar"],
+    );
+    assert_eq!(r.code, 2);
+    let v = json(&r.stdout);
+    assert!(
+        v["Error"]
+            .as_str()
+            .is_some_and(|e| e.contains("--compression")),
+        "{v}"
+    );
+}

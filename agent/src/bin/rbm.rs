@@ -310,6 +310,7 @@ async fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    let out = cli.out;
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -318,7 +319,18 @@ async fn main() -> std::process::ExitCode {
                 .split_whitespace()
                 .collect::<Vec<_>>()
                 .join(" ");
-            eprintln!("Error: {msg}");
+            if out == Output::Text {
+                eprintln!("Error: {msg}");
+            } else {
+                // PBM's exitErr: with -o json the error is JSON on stdout, which is
+                // what the Percona Operator parses.
+                let j = serde_json::json!({ "Error": msg });
+                if out == Output::JsonPretty {
+                    println!("{j:#}");
+                } else {
+                    println!("{j}");
+                }
+            }
             match e.downcast_ref::<CliError>() {
                 Some(c) => std::process::ExitCode::from(c.exit_code()),
                 None => std::process::ExitCode::FAILURE,
