@@ -441,11 +441,16 @@ async fn logs_print_pbm_lines() {
     );
     let out = ok(&r);
     assert!(
-        out.contains("D [secantus/127.0.0.1:27201] [backup/2026-11-26T11:40:53Z] init backup meta"),
+        out.contains("2026-11-26T11:40:54Z D [secantus/127.0.0.1:27201] [backup/2026-11-26T11:40:53Z] init backup meta"),
         "{out}"
     );
     let r = rbm(&server.uri(), &["logs", "-t", "3", "-s", "D", "-o", "json"]);
     assert_eq!(json(ok(&r)).as_array().expect("array").len(), 3);
+    let r = rbm(
+        &server.uri(),
+        &["logs", "-t", "1", "-s", "D", "--timezone=-05:30"],
+    );
+    assert!(ok(&r).contains("-05:30 "), "{}", r.stdout);
     let e = one_error(&rbm(&server.uri(), &["logs", "-s", "X"]));
     assert!(e.contains("severity"), "{e}");
 }

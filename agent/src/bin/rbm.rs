@@ -195,7 +195,7 @@ struct LogsCliArgs {
     #[arg(short = 'f', long = "follow")]
     follow: bool,
     /// Time zone: UTC, or an offset like +02:00 / -0530.
-    #[arg(long = "timezone")]
+    #[arg(long = "timezone", allow_hyphen_values = true)]
     timezone: Option<String>,
 }
 

@@ -101,12 +101,15 @@ fn entry_json(e: &LogEntry) -> serde_json::Value {
     m.insert("node".into(), e.node.clone().into());
     m.insert("e".into(), e.event.clone().into());
     m.insert("eobj".into(), e.obj_name.clone().into());
-    if let Some(ep) = e.epoch.filter(|t| t.time != 0 || t.increment != 0) {
-        m.insert(
-            "ep".into(),
-            serde_json::json!({"T": ep.time, "I": ep.increment}),
-        );
-    }
+    // Go's `omitempty` never omits a struct, so PBM always prints `ep`.
+    let ep = e.epoch.unwrap_or(bson::Timestamp {
+        time: 0,
+        increment: 0,
+    });
+    m.insert(
+        "ep".into(),
+        serde_json::json!({"T": ep.time, "I": ep.increment}),
+    );
     if !e.opid.is_empty() {
         m.insert("opid".into(), e.opid.clone().into());
     }
@@ -122,6 +125,23 @@ fn severity_num(s: Severity) -> i32 {
         "I" => 3,
         _ => 4,
     }
+}
+
+/// `pbm logs` text (PBM's `Entries.String`): the time is RFC 3339 in the chosen
+/// zone (`2026-11-26T11:40:54Z`, `2026-11-26T06:10:54-05:30`), unlike the agents' own
+/// log lines, which carry milliseconds.
+fn text_line(e: &LogEntry, utc_offset: i32, show_node: bool, extra: bool) -> String {
+    let line = e.to_text(0, show_node, extra);
+    let rest = line.split_once(' ').map(|(_, r)| r).unwrap_or("");
+    let local = super::text::fmt_ts(e.ts + i64::from(utc_offset));
+    let zone = if utc_offset == 0 {
+        "Z".to_string()
+    } else {
+        let off = utc_offset.unsigned_abs();
+        let sign = if utc_offset < 0 { '-' } else { '+' };
+        format!("{sign}{:02}:{:02}", off / 3600, off % 3600 / 60)
+    };
+    format!("{local}{zone} {rest}")
 }
 
 fn decode(d: Document) -> Result<LogEntry, CliError> {
@@ -144,7 +164,7 @@ pub async fn logs(
     // Node names are shown unless the user asked for one node.
     let show_node = args.node.as_deref().is_none_or(|n| !n.contains('/'));
     let coll = conn.coll(defs::LOG_COLLECTION);
-    let mut find = coll.find(f.clone()).sort(doc! {"$natural": -1});
+    let mut find = coll.find(f.clone()).sort(doc! {"ts": -1, "ns": -1});
     if args.tail > 0 {
         find = find.limit(args.tail);
     }
@@ -166,7 +186,7 @@ pub async fn logs(
         return match out {
             OutputFormat::Text => {
                 for e in &entries {
-                    put(w, e.to_text(args.utc_offset, show_node, args.extra))?;
+                    put(w, text_line(e, args.utc_offset, show_node, args.extra))?;
                 }
                 Ok(())
             }
@@ -178,7 +198,7 @@ pub async fn logs(
     }
     let line = |e: &LogEntry| -> Result<String, CliError> {
         match out {
-            OutputFormat::Text => Ok(e.to_text(args.utc_offset, show_node, args.extra)),
+            OutputFormat::Text => Ok(text_line(e, args.utc_offset, show_node, args.extra)),
             // One JSON object per line, so a follower can parse as it reads.
             _ => serde_json::to_string(&entry_json(e)).map_err(|e| CliError::Output(e.to_string())),
         }
