@@ -348,3 +348,84 @@ async fn list_restores(conn: &Conn, size: usize, out: OutputFormat) -> Result<St
     }
     Ok(s.trim_end().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(rs: &str, s: u32, e: u32) -> PitrChunk {
+        PitrChunk {
+            id: None,
+            rs: rs.into(),
+            file_name: String::new(),
+            compression: "s2".into(),
+            start_ts: Timestamp {
+                time: s,
+                increment: 1,
+            },
+            end_ts: Timestamp {
+                time: e,
+                increment: 1,
+            },
+            size: 10,
+        }
+    }
+
+    #[test]
+    fn gaps_split_timelines_and_sizes_add_up() {
+        let (tl, size) = timelines(&[chunk("a", 20, 30), chunk("a", 10, 20), chunk("a", 40, 50)]);
+        assert_eq!(
+            tl,
+            vec![
+                Timeline { start: 10, end: 30 },
+                Timeline { start: 40, end: 50 }
+            ]
+        );
+        assert_eq!(size, 30);
+    }
+
+    #[test]
+    fn merged_timelines_are_what_every_replset_covers() {
+        let a = vec![Timeline { start: 10, end: 50 }];
+        let b = vec![
+            Timeline { start: 5, end: 20 },
+            Timeline { start: 30, end: 60 },
+        ];
+        assert_eq!(
+            merge_timelines(&[a, b]),
+            vec![
+                Timeline { start: 10, end: 20 },
+                Timeline { start: 30, end: 50 }
+            ]
+        );
+    }
+
+    #[test]
+    fn ranges_split_at_the_base_snapshot_as_pbm() {
+        let tl = Timeline {
+            start: 100,
+            end: 200,
+        };
+        let at = |t| {
+            Some(Timestamp {
+                time: t,
+                increment: 1,
+            })
+        };
+        // PBM's fixture case: the chunk starts at the backup's last write.
+        let r = split_by_base(at(100), tl);
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            r[0].range,
+            Timeline {
+                start: 101,
+                end: 200
+            }
+        );
+        assert!(!r[0].no_base_snapshot);
+        let r = split_by_base(at(150), tl);
+        assert_eq!(r.len(), 2);
+        assert!(r[0].no_base_snapshot && !r[1].no_base_snapshot);
+        assert!(split_by_base(None, tl)[0].no_base_snapshot);
+    }
+}
