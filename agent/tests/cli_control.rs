@@ -629,3 +629,18 @@ fn json_errors_are_json() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn wrong_credentials_are_an_auth_error() {
+    let server = MongoServer::start().await;
+    let uri = format!(
+        "mongodb://bk:n0tTheP4ss@127.0.0.1:{}/?replicaSet={}",
+        server.port(),
+        server.replset()
+    );
+    let r = rbm(&uri, &["status"]);
+    let e = one_error(&r);
+    assert!(e.contains("authentication failed"), "{e}");
+    assert!(!r.stderr.contains("n0tTheP4ss"), "{e}");
+    assert_eq!(r.code, 3);
+}

@@ -132,17 +132,22 @@ impl Conn {
 
     fn map_err(&self, what: &str, e: &mongodb::error::Error, uri: &str) -> CliError {
         let reason = scrub(e, uri);
+        // The driver's Display of an auth failure nests the server reply; the user
+        // needs "wrong user or password" and the mechanism's own words.
         let auth = match e.kind.as_ref() {
-            ErrorKind::Authentication { .. } => true,
-            ErrorKind::Command(c) => c.code == 18,
-            _ => {
-                reason.contains("Authentication failed") || reason.contains("AuthenticationFailed")
-            }
+            ErrorKind::Authentication { message, .. } => Some(message.clone()),
+            ErrorKind::Command(c) if c.code == 18 => Some(c.message.clone()),
+            _ if reason.contains("AuthenticationFailed") => Some(reason.clone()),
+            _ => None,
         };
-        if auth {
+        if let Some(why) = auth {
+            let why = match password_of(uri).filter(|p| !p.is_empty()) {
+                Some(pw) => one_line(&why).replace(pw, "***"),
+                None => one_line(&why),
+            };
             return CliError::Auth {
                 uri: self.uri_redacted.clone(),
-                reason,
+                reason: format!("check the user, password and authSource ({why})"),
             };
         }
         match e.kind.as_ref() {
