@@ -644,3 +644,58 @@ async fn wrong_credentials_are_an_auth_error() {
     assert!(!r.stderr.contains("n0tTheP4ss"), "{e}");
     assert_eq!(r.code, 3);
 }
+
+/// `logs --follow` tails the capped `pbmLog`: an entry written later is printed.
+#[tokio::test]
+async fn logs_follow_prints_new_entries() {
+    let server = MongoServer::start().await;
+    let db = admin(&server).await;
+    db.run_command(doc! {"create": "pbmLog", "capped": true, "size": 50_i64 << 20})
+        .await
+        .expect("capped pbmLog");
+    let mut entries = pbm_dump("2026-11-26T11:40:53Z", "admin.pbmLog.s2");
+    let first = entries.remove(0);
+    db.collection::<Document>("pbmLog")
+        .insert_one(first)
+        .await
+        .expect("first");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rbm"))
+        .args(["--mongodb-uri", &server.uri(), "logs", "-f", "-s", "D"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn rbm logs -f");
+    let stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut lines = Vec::new();
+        for l in std::io::BufReader::new(stdout).lines() {
+            let l = l.expect("line");
+            let done = l.contains("init backup meta");
+            lines.push(l);
+            if done {
+                break;
+            }
+        }
+        lines
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let later = entries
+        .into_iter()
+        .find(|d| d.get_str("msg").ok() == Some("init backup meta"))
+        .expect("a later entry");
+    db.collection::<Document>("pbmLog")
+        .insert_one(later)
+        .await
+        .expect("later");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !reader.is_finished() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let finished = reader.is_finished();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(finished, "the new entry was not printed within 20 s");
+    let lines = reader.join().expect("reader");
+    assert!(lines.len() >= 2, "{lines:?}");
+}
