@@ -2,9 +2,13 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use rbm_agent::cli::{config, describe, list, logs, ops, status, CliError, Conn, OutputFormat};
 use rbm_agent::speed_test::{self, SpeedReport};
+use rbm_protocol::command::ResyncCmd;
+use rbm_protocol::GoDuration;
 use rbm_storage::{Compression, StorageConf};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// rbm: backup and restore for MongoDB, compatible with Percona Backup for MongoDB.
 #[derive(Parser, Debug)]
@@ -44,6 +48,226 @@ enum Command {
     /// Measure compression and storage throughput through the backup data path
     /// (like PBM's pbm-speed-test).
     SpeedTest(SpeedTestArgs),
+    /// Set, change or list the config stored in the cluster.
+    Config(ConfigArgs),
+    /// Show the cluster, PITR, running operation and backups.
+    #[command(visible_alias = "s")]
+    Status {
+        /// Sections to show: cluster, pitr, running, backups (comma-separated).
+        #[arg(short = 's', long = "sections", value_delimiter = ',')]
+        sections: Vec<String>,
+        /// Show backup and PITR priorities (not kept by rbm agents yet: shown empty).
+        #[arg(short = 'p', long = "priority")]
+        priority: bool,
+    },
+    /// List backups and PITR ranges, or restores.
+    List {
+        /// Show restores instead of backups.
+        #[arg(long)]
+        restore: bool,
+        /// Show PITR ranges per replica set too.
+        #[arg(long)]
+        full: bool,
+        /// Show only the last N entries (0: all).
+        #[arg(long, default_value_t = 0)]
+        size: usize,
+        /// Show PITR ranges without a base snapshot too.
+        #[arg(long)]
+        unbacked: bool,
+    },
+    /// Describe a backup.
+    DescribeBackup {
+        name: String,
+        /// List the collections in the backup (reads the storage).
+        #[arg(long = "with-collections")]
+        with_collections: bool,
+    },
+    /// Show PBM logs from the cluster.
+    Logs(LogsCliArgs),
+    /// Start a backup.
+    Backup(BackupCliArgs),
+    /// Cancel the running backup.
+    CancelBackup,
+    /// Restore a backup, or to a point in time.
+    Restore(RestoreCliArgs),
+    /// Delete a backup, or backups older than a time.
+    DeleteBackup {
+        name: Option<String>,
+        /// Delete backups older than this (YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS, or <N>d).
+        #[arg(long = "older-than")]
+        older_than: Option<String>,
+        /// Only backups of this type.
+        #[arg(short = 't', long = "type")]
+        kind: Option<String>,
+        /// Don't ask for confirmation.
+        #[arg(short = 'y', long = "yes", alias = "force", short_alias = 'f')]
+        yes: bool,
+    },
+    /// Delete PITR chunks.
+    DeletePitr {
+        /// Delete chunks older than this (YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS, or <N>d).
+        #[arg(long = "older-than")]
+        older_than: Option<String>,
+        /// Delete all chunks.
+        #[arg(short = 'a', long = "all")]
+        all: bool,
+        /// Don't ask for confirmation.
+        #[arg(short = 'y', long = "yes", alias = "force", short_alias = 'f')]
+        yes: bool,
+        /// Wait for the deletion to finish (always done).
+        #[arg(short = 'w', long = "wait")]
+        wait: bool,
+    },
+    /// Delete backups and PITR chunks older than a time.
+    Cleanup {
+        /// YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS, or <N>d.
+        #[arg(long = "older-than")]
+        older_than: String,
+        /// Don't ask for confirmation.
+        #[arg(short = 'y', long = "yes")]
+        yes: bool,
+        /// Wait for the cleanup to finish (always done).
+        #[arg(short = 'w', long = "wait")]
+        wait: bool,
+    },
+    /// Replay the oplog from PITR chunks between two times.
+    OplogReplay {
+        /// YYYY-MM-DDTHH:MM:SS (UTC).
+        #[arg(long)]
+        start: String,
+        /// YYYY-MM-DDTHH:MM:SS (UTC).
+        #[arg(long)]
+        end: String,
+        /// Wait for the replay to finish.
+        #[arg(short = 'w', long = "wait")]
+        wait: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct ConfigArgs {
+    /// Print one value.
+    key: Option<String>,
+    /// Store the config from a YAML file.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// Set a value: key=value (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Print the config with secrets masked.
+    #[arg(long)]
+    list: bool,
+    /// Resync the backup list with the storage.
+    #[arg(long = "force-resync")]
+    force_resync: bool,
+    /// With --force-resync: also resync physical restore metadata.
+    #[arg(long = "include-restores")]
+    include_restores: bool,
+    /// Wait for the resync to finish.
+    #[arg(short = 'w', long = "wait")]
+    wait: bool,
+    /// Longest wait (Go duration, e.g. 10m).
+    #[arg(long = "wait-time")]
+    wait_time: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct LogsCliArgs {
+    /// Show the last N entries (0: all).
+    #[arg(short = 't', long = "tail", default_value_t = 20)]
+    tail: i64,
+    /// Only this replica set or node: rs[/host:port].
+    #[arg(short = 'n', long = "node")]
+    node: Option<String>,
+    /// Minimum severity: D, I, W, E or F.
+    #[arg(short = 's', long = "severity", default_value = "I")]
+    severity: String,
+    /// Only this event: event[/name] (backup, restore, pitr, resync, ...).
+    #[arg(short = 'e', long = "event")]
+    event: Option<String>,
+    /// Only this operation id.
+    #[arg(short = 'i', long = "opid")]
+    opid: Option<String>,
+    /// Show the operation id.
+    #[arg(short = 'x', long = "extra")]
+    extra: bool,
+    /// Follow new entries.
+    #[arg(short = 'f', long = "follow")]
+    follow: bool,
+    /// Time zone: UTC, or an offset like +02:00 / -0530.
+    #[arg(long = "timezone", allow_hyphen_values = true)]
+    timezone: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct BackupCliArgs {
+    /// logical, physical, incremental or external.
+    #[arg(short = 't', long = "type", default_value = "logical")]
+    kind: String,
+    /// Incremental: start a new chain.
+    #[arg(long)]
+    base: bool,
+    /// none, gzip, pgzip, snappy, lz4, s2 or zstd.
+    #[arg(long)]
+    compression: Option<String>,
+    /// Compression level (codec-specific).
+    #[arg(long = "compression-level")]
+    compression_level: Option<i32>,
+    /// Namespaces: db.collection or db.* (comma-separated).
+    #[arg(long)]
+    ns: Option<String>,
+    /// Selective backup: include users and roles of the selected databases.
+    #[arg(long = "with-users-and-roles")]
+    with_users_and_roles: bool,
+    /// Collections dumped in parallel.
+    #[arg(long = "num-parallel-collections")]
+    num_parallel_collections: Option<i32>,
+    /// Storage profile.
+    #[arg(long, default_value = "")]
+    profile: String,
+    /// Wait for the backup to finish.
+    #[arg(short = 'w', long = "wait")]
+    wait: bool,
+    /// Longest wait (Go duration, e.g. 10m).
+    #[arg(long = "wait-time")]
+    wait_time: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct RestoreCliArgs {
+    /// The backup to restore.
+    name: Option<String>,
+    /// Point in time (YYYY-MM-DDTHH:MM:SS, UTC).
+    #[arg(long)]
+    time: Option<String>,
+    /// With --time: the snapshot to start from.
+    #[arg(long = "base-snapshot")]
+    base_snapshot: Option<String>,
+    /// Namespaces: db.collection or db.* (comma-separated).
+    #[arg(long)]
+    ns: Option<String>,
+    /// Restore this collection ...
+    #[arg(long = "ns-from")]
+    ns_from: Option<String>,
+    /// ... under this name.
+    #[arg(long = "ns-to")]
+    ns_to: Option<String>,
+    /// Selective restore: include users and roles.
+    #[arg(long = "with-users-and-roles")]
+    with_users_and_roles: bool,
+    #[arg(long = "num-parallel-collections")]
+    num_parallel_collections: Option<i32>,
+    #[arg(long = "num-insertion-workers-per-collection")]
+    num_insertion_workers: Option<i32>,
+    /// Don't ask for confirmation.
+    #[arg(short = 'y', long = "yes")]
+    yes: bool,
+    /// Wait for the restore to finish.
+    #[arg(short = 'w', long = "wait")]
+    wait: bool,
+    /// Longest wait (Go duration, e.g. 10m).
+    #[arg(long = "wait-time")]
+    wait_time: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -88,12 +312,88 @@ async fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    let out = cli.out;
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("Error: {e:#}");
-            std::process::ExitCode::FAILURE
+            // One line: the chain of causes joined, never a multi-line dump.
+            let msg = format!("{e:#}")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            if out == Output::Text {
+                eprintln!("Error: {msg}");
+            } else {
+                // PBM's exitErr: with -o json the error is JSON on stdout, which is
+                // what the Percona Operator parses.
+                let j = serde_json::json!({ "Error": msg });
+                if out == Output::JsonPretty {
+                    println!("{j:#}");
+                } else {
+                    println!("{j}");
+                }
+            }
+            match e.downcast_ref::<CliError>() {
+                Some(c) => std::process::ExitCode::from(c.exit_code()),
+                None => std::process::ExitCode::FAILURE,
+            }
         }
+    }
+}
+
+fn format_of(o: Output) -> OutputFormat {
+    match o {
+        Output::Text => OutputFormat::Text,
+        Output::Json => OutputFormat::Json,
+        Output::JsonPretty => OutputFormat::JsonPretty,
+    }
+}
+
+fn wait_time(flag: Option<&str>) -> Result<Option<Duration>, CliError> {
+    flag.map(|s| {
+        GoDuration::parse(s)
+            .map(|d| d.0)
+            .map_err(|e| CliError::InvalidArgument(format!("invalid --wait-time {s:?}: {e}")))
+    })
+    .transpose()
+}
+
+/// `--timezone`: `UTC`/`Z`, `+HH:MM`, `-HHMM`; `Local` is read as UTC (no tz database).
+fn utc_offset(tz: Option<&str>) -> Result<i32, CliError> {
+    let Some(tz) = tz else { return Ok(0) };
+    if matches!(tz, "UTC" | "utc" | "Z" | "Local" | "") {
+        return Ok(0);
+    }
+    let bad = || {
+        CliError::InvalidArgument(format!(
+            "invalid --timezone {tz:?}: expected UTC or an offset like +02:00"
+        ))
+    };
+    let (sign, rest) = match tz.as_bytes().first() {
+        Some(b'+') => (1, &tz[1..]),
+        Some(b'-') => (-1, &tz[1..]),
+        _ => return Err(bad()),
+    };
+    let digits: String = rest.chars().filter(|c| *c != ':').collect();
+    if digits.len() != 4 || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let h: i32 = digits[..2].parse().map_err(|_| bad())?;
+    let m: i32 = digits[2..].parse().map_err(|_| bad())?;
+    if h > 14 || m > 59 {
+        return Err(bad());
+    }
+    Ok(sign * (h * 3600 + m * 60))
+}
+
+async fn connect(uri: Option<&str>) -> Result<Conn, CliError> {
+    let uri = uri.filter(|u| !u.is_empty()).ok_or(CliError::NoUri)?;
+    Conn::connect(uri).await
+}
+
+fn print_out(s: &str) {
+    if !s.is_empty() {
+        println!("{s}");
     }
 }
 
@@ -116,7 +416,201 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::SpeedTest(args) => speed(cli.out, args).await,
+        cmd => Ok(cluster_command(cmd, cli.mongodb_uri.as_deref(), format_of(cli.out)).await?),
     }
+}
+
+async fn cluster_command(
+    cmd: Command,
+    uri: Option<&str>,
+    out: OutputFormat,
+) -> Result<(), CliError> {
+    // Flags are checked before connecting, so a typo is reported without a 10 s wait.
+    let conn = || connect(uri);
+    let mut stdout = std::io::stdout();
+    let text = match cmd {
+        Command::Version { .. } | Command::SpeedTest(_) => String::new(),
+        Command::Config(a) => {
+            let wt = wait_time(a.wait_time.as_deref())?;
+            let modes = [
+                a.file.is_some(),
+                !a.set.is_empty(),
+                a.list,
+                a.force_resync,
+                a.key.is_some(),
+            ]
+            .iter()
+            .filter(|m| **m)
+            .count();
+            if modes > 1 {
+                return Err(CliError::InvalidArgument(
+                    "give only one of <key>, --file, --set, --list, --force-resync".into(),
+                ));
+            }
+            if let Some(f) = &a.file {
+                let yaml = std::fs::read_to_string(f).map_err(|e| {
+                    CliError::InvalidArgument(format!("read config file {}: {e}", f.display()))
+                })?;
+                // Validated before connecting: a bad file never reaches the cluster.
+                rbm_protocol::Config::from_yaml(&yaml)?;
+                config::set_file(&conn().await?, &yaml, a.wait, wt, out).await?
+            } else if !a.set.is_empty() {
+                config::set_vars(&conn().await?, &a.set, out).await?
+            } else if a.force_resync {
+                let payload = a.include_restores.then(|| ResyncCmd {
+                    include_restores: true,
+                    ..Default::default()
+                });
+                config::resync(&conn().await?, payload, a.wait, wt, out).await?
+            } else if let Some(k) = &a.key {
+                config::get_key(&conn().await?, k, out).await?
+            } else {
+                config::list(&conn().await?, out).await?
+            }
+        }
+        Command::Status { sections, .. } => {
+            for s in &sections {
+                if !status::SECTIONS.contains(&s.as_str()) {
+                    return Err(CliError::InvalidArgument(format!(
+                        "invalid --sections value {s:?}: expected any of {}",
+                        status::SECTIONS.join(", ")
+                    )));
+                }
+            }
+            status::status(&conn().await?, &sections, out).await?
+        }
+        Command::List {
+            restore,
+            full,
+            size,
+            unbacked,
+        } => {
+            let args = list::ListArgs {
+                restore,
+                full,
+                size,
+                unbacked,
+            };
+            list::list(&conn().await?, &args, out).await?
+        }
+        Command::DescribeBackup {
+            name,
+            with_collections,
+        } => describe::describe_backup(&conn().await?, &name, with_collections, out).await?,
+        Command::Logs(a) => {
+            let args = logs::LogsArgs {
+                tail: a.tail,
+                node: a.node,
+                severity: a.severity,
+                event: a.event,
+                opid: a.opid,
+                extra: a.extra,
+                follow: a.follow,
+                utc_offset: utc_offset(a.timezone.as_deref())?,
+            };
+            if !["D", "I", "W", "E", "F"].contains(&args.severity.as_str()) {
+                return Err(CliError::InvalidArgument(format!(
+                    "invalid --severity {:?}: expected one of D, I, W, E, F",
+                    args.severity
+                )));
+            }
+            logs::logs(&conn().await?, &args, out, &mut stdout).await?;
+            String::new()
+        }
+        Command::Backup(a) => {
+            let args = ops::BackupArgs {
+                kind: a.kind,
+                base: a.base,
+                compression: a.compression,
+                compression_level: a.compression_level,
+                ns: a.ns,
+                with_users_and_roles: a.with_users_and_roles,
+                num_parallel_collections: a.num_parallel_collections,
+                profile: a.profile,
+                wait: a.wait,
+                wait_time: wait_time(a.wait_time.as_deref())?,
+            };
+            ops::parse_ns(args.ns.as_deref().unwrap_or(""))?;
+            if let Some(c) = &args.compression {
+                c.parse::<Compression>().map_err(|_| {
+                    CliError::InvalidArgument(format!(
+                        "invalid --compression {c:?}: expected one of {}",
+                        rbm_protocol::config::COMPRESSION_TYPES.join(", ")
+                    ))
+                })?;
+            }
+            ops::backup(&conn().await?, &args, out, &mut stdout).await?
+        }
+        Command::CancelBackup => ops::cancel_backup(&conn().await?, out).await?,
+        Command::Restore(a) => {
+            let args = ops::RestoreArgs {
+                backup: a.name,
+                time: a.time,
+                base_snapshot: a.base_snapshot,
+                ns: a.ns,
+                ns_from: a.ns_from,
+                ns_to: a.ns_to,
+                with_users_and_roles: a.with_users_and_roles,
+                num_parallel_collections: a.num_parallel_collections,
+                num_insertion_workers: a.num_insertion_workers,
+                wait: a.wait,
+                wait_time: wait_time(a.wait_time.as_deref())?,
+            };
+            ops::parse_ns(args.ns.as_deref().unwrap_or(""))?;
+            if let Some(t) = &args.time {
+                ops::parse_datetime("--time", t)?;
+            }
+            // Asked only on a terminal: the Percona Operator runs `restore` without
+            // stdin and without -y, and PBM does not ask it either.
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                ops::confirm("Restore overwrites data in the cluster. Continue?", a.yes)?;
+            }
+            ops::restore(&conn().await?, &args, out, &mut stdout).await?
+        }
+        Command::DeleteBackup {
+            name,
+            older_than,
+            kind,
+            yes,
+        } => {
+            if let Some(t) = &older_than {
+                ops::parse_older_than(t)?;
+            }
+            ops::delete_backup(
+                &conn().await?,
+                name.as_deref(),
+                older_than.as_deref(),
+                kind.as_deref(),
+                yes,
+                out,
+            )
+            .await?
+        }
+        Command::DeletePitr {
+            older_than,
+            all,
+            yes,
+            ..
+        } => {
+            if let Some(t) = &older_than {
+                ops::parse_older_than(t)?;
+            }
+            ops::delete_pitr(&conn().await?, older_than.as_deref(), all, yes, out).await?
+        }
+        Command::Cleanup {
+            older_than, yes, ..
+        } => {
+            ops::parse_older_than(&older_than)?;
+            ops::cleanup(&conn().await?, &older_than, yes, out).await?
+        }
+        Command::OplogReplay { start, end, wait } => {
+            ops::parse_datetime("--start", &start)?;
+            ops::parse_datetime("--end", &end)?;
+            ops::oplog_replay(&conn().await?, &start, &end, wait, out).await?
+        }
+    };
+    print_out(&text);
+    Ok(())
 }
 
 async fn speed(out: Output, args: SpeedTestArgs) -> Result<()> {

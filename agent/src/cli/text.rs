@@ -1,0 +1,166 @@
+//! Formatting helpers shared by the text outputs: PBM's time layouts and size units.
+
+use rbm_protocol::names::UtcTime;
+
+/// Go's `2006-01-02T15:04:05` in UTC, as PBM prints restore times and PITR ranges.
+pub fn fmt_ts(unix: i64) -> String {
+    let t = UtcTime::from_unix(unix);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
+    )
+}
+
+/// RFC 3339 UTC (`2006-01-02T15:04:05Z`).
+pub fn fmt_rfc3339(unix: i64) -> String {
+    format!("{}Z", fmt_ts(unix))
+}
+
+/// PBM's `storage.PrettySize`: binary multiples with SI-looking suffixes, 2 decimals.
+pub fn pretty_size(size: i64) -> String {
+    const KB: f64 = 1024.0;
+    const MB: f64 = KB * 1024.0;
+    const GB: f64 = MB * 1024.0;
+    const TB: f64 = GB * 1024.0;
+    let s = size as f64;
+    if size < 0 {
+        return "NaN".into();
+    }
+    if s >= TB {
+        format!("{:.2}TB", s / TB)
+    } else if s >= GB {
+        format!("{:.2}GB", s / GB)
+    } else if s >= MB {
+        format!("{:.2}MB", s / MB)
+    } else if s >= KB {
+        format!("{:.2}KB", s / KB)
+    } else {
+        format!("{s:.2}B")
+    }
+}
+
+/// go-humanize's `IBytes` (what `describe-backup` prints): `2.4 MiB`, `0 B`.
+pub fn ibytes(size: i64) -> String {
+    let s = size.max(0) as f64;
+    if s < 10.0 {
+        return format!("{} B", size.max(0));
+    }
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let e = (s.ln() / 1024f64.ln()).floor().min(6.0);
+    let val = (s / 1024f64.powf(e) * 10.0 + 0.5).floor() / 10.0;
+    let unit = units[e as usize];
+    if val < 10.0 {
+        format!("{val:.1} {unit}")
+    } else {
+        format!("{val:.0} {unit}")
+    }
+}
+
+/// PBM's storage type label in `status` (`Typ()`).
+pub fn storage_label(t: rbm_protocol::StorageType) -> &'static str {
+    use rbm_protocol::StorageType as T;
+    match t {
+        T::S3 => "S3",
+        T::Minio => "Minio",
+        T::Gcs => "GCS",
+        T::Azure => "Azure",
+        T::Filesystem => "FS",
+        T::Oss => "OSS",
+        T::Oci => "OCI",
+        T::Blackhole => "blackhole",
+        T::Undefined => "Unknown",
+    }
+}
+
+/// PBM's `StorageConf.Path()`: where backups go, without credentials.
+pub fn storage_path(c: &rbm_protocol::StorageConf) -> String {
+    use rbm_protocol::StorageType as T;
+    let join = |scheme: &str, endpoint: Option<&String>, bucket: &str, prefix: &str| {
+        let mut s = format!("{scheme}://");
+        if let Some(e) = endpoint.filter(|e| !e.is_empty()) {
+            s.push_str(e.trim_end_matches('/'));
+            s.push('/');
+        }
+        s.push_str(bucket);
+        if !prefix.is_empty() {
+            s.push('/');
+            s.push_str(prefix);
+        }
+        s
+    };
+    let doc_str = |d: Option<&bson::Document>, k: &str| {
+        d.and_then(|d| d.get_str(k).ok()).unwrap_or("").to_string()
+    };
+    match c.kind {
+        T::Filesystem => c
+            .filesystem
+            .as_ref()
+            .map(|f| f.path.clone())
+            .unwrap_or_default(),
+        T::S3 => {
+            c.s3.as_ref()
+                .map(|s| join("s3", s.endpoint_url.as_ref(), &s.bucket, &s.prefix))
+                .unwrap_or_default()
+        }
+        T::Azure => c
+            .azure
+            .as_ref()
+            .map(|a| join("azure", a.endpoint_url.as_ref(), &a.container, &a.prefix))
+            .unwrap_or_default(),
+        T::Minio => join(
+            "s3",
+            Some(&doc_str(c.minio.as_ref(), "endpoint")),
+            &doc_str(c.minio.as_ref(), "bucket"),
+            &doc_str(c.minio.as_ref(), "prefix"),
+        ),
+        T::Gcs => join(
+            "gs",
+            None,
+            &doc_str(c.gcs.as_ref(), "bucket"),
+            &doc_str(c.gcs.as_ref(), "prefix"),
+        ),
+        T::Oss => join(
+            "oss",
+            None,
+            &doc_str(c.oss.as_ref(), "bucket"),
+            &doc_str(c.oss.as_ref(), "prefix"),
+        ),
+        T::Oci => join(
+            "oci",
+            None,
+            &doc_str(c.oci.as_ref(), "bucket"),
+            &doc_str(c.oci.as_ref(), "prefix"),
+        ),
+        T::Blackhole | T::Undefined => String::new(),
+    }
+}
+
+/// PBM's `StorageConf.Region()`.
+pub fn storage_region(c: &rbm_protocol::StorageConf) -> String {
+    match c.kind {
+        rbm_protocol::StorageType::S3 => {
+            c.s3.as_ref().map(|s| s.region.clone()).unwrap_or_default()
+        }
+        rbm_protocol::StorageType::Minio => c
+            .minio
+            .as_ref()
+            .and_then(|d| d.get_str("region").ok())
+            .unwrap_or("")
+            .to_string(),
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_match_pbm_fixtures() {
+        assert_eq!(pretty_size(1_786_607), "1.70MB");
+        assert_eq!(pretty_size(477_542), "466.35KB");
+        assert_eq!(ibytes(2_519_486), "2.4 MiB");
+        assert_eq!(ibytes(0), "0 B");
+        assert_eq!(fmt_ts(1_795_693_273), "2026-11-26T11:41:13");
+    }
+}
