@@ -267,7 +267,7 @@ pub fn encoder<'a, W: Write + Send + 'a>(
     Ok(match c.settings(level)? {
         Settings::None => Box::new(Plain(w)),
         Settings::Gzip(l) => Box::new(flate2::write::GzEncoder::new(w, l)),
-        Settings::Snappy => Box::new(snap::write::FrameEncoder::new(w)),
+        Settings::Snappy => Box::new(WholeBlocks::new(snap::write::FrameEncoder::new(w), SNAPPY_BLOCK)),
         Settings::Lz4 => {
             // pierrec/lz4 v2 (PBM's reader) refuses linked blocks; 4 MiB blocks and the
             // content checksum are what its writer produces too.
@@ -339,6 +339,57 @@ impl<W: Write + Send> Encoder for Plain<W> {
 impl<W: Write + Send> Encoder for flate2::write::GzEncoder<W> {
     fn finish(self: Box<Self>) -> io::Result<()> {
         (*self).finish()?.flush()
+    }
+}
+
+/// Snappy's framing block size (64 KiB of uncompressed data per chunk).
+const SNAPPY_BLOCK: usize = 1 << 16;
+
+/// Feeds an encoder whole blocks only. `snap`'s encoder cuts a chunk at the end of every
+/// large `write`, so its output would depend on how the input happened to arrive (a read
+/// of 65,537 bytes yields a 1-byte chunk); with whole blocks the same input always gives
+/// the same bytes, whatever the read sizes.
+struct WholeBlocks<E> {
+    inner: E,
+    buf: Vec<u8>,
+    block: usize,
+}
+
+impl<E> WholeBlocks<E> {
+    fn new(inner: E, block: usize) -> Self {
+        Self {
+            inner,
+            buf: Vec::with_capacity(block),
+            block,
+        }
+    }
+}
+
+impl<E: Write> Write for WholeBlocks<E> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(self.block - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == self.block {
+            self.inner.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(n)
+    }
+
+    /// Only flushes the inner encoder's output; a partial block waits for `finish`.
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<E: Encoder + Write> Encoder for WholeBlocks<E> {
+    fn finish(mut self: Box<Self>) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            let rest = std::mem::take(&mut self.buf);
+            self.inner.write_all(&rest)?;
+        }
+        let inner: Box<E> = Box::new(self.inner);
+        inner.finish()
     }
 }
 
