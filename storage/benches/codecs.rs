@@ -3,6 +3,8 @@
 //!
 //! `cargo bench -p rbm-storage --bench codecs`; `RBM_BENCH_MB` sets the data size
 //! (default 200), `RBM_BENCH_REPEAT` the runs per measurement (best is kept, default 1).
+//! `RBM_BENCH_DUMP=<path>` writes the generated data to `<path>` and exits without
+//! measuring, so that another implementation can be measured on exactly the same bytes.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -130,6 +132,29 @@ fn pbm(c: Compression) -> (Option<f64>, Option<f64>) {
     }
 }
 
+/// The exact codec settings a row measures (what `codec::encoder`/`decoder` build for it).
+fn settings(c: Compression, level: Option<i32>) -> &'static str {
+    match (c, level) {
+        (Compression::S2, Some(3)) => {
+            "minlz 1.2 encode_better, 1 MiB blocks, CRC-32C; dec: FramedReader + minlz"
+        }
+        (Compression::S2, _) => {
+            "minlz 1.2 encode, 1 MiB blocks, CRC-32C; dec: FramedReader + minlz"
+        }
+        (Compression::Snappy, _) => "snap 1 FrameEncoder (64 KiB blocks); dec: FramedReader",
+        (Compression::Lz4, _) => {
+            "lz4_flex 0.14 frame (default features: safe-encode, safe-decode), fast, \
+             4 MiB independent blocks, content checksum"
+        }
+        (Compression::Zstd, Some(1)) => "libzstd 1.5.7 level 1, checksum, 1 thread",
+        (Compression::Zstd, _) => "libzstd 1.5.7 level 3, checksum, 1 thread",
+        (Compression::Gzip | Compression::Pgzip, _) => {
+            "flate2 1.1 (miniz_oxide) level 6, one gzip member; dec: MultiGzDecoder"
+        }
+        (Compression::None, _) => "copy",
+    }
+}
+
 fn opt(v: Option<f64>, prec: usize) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.prec$}"))
 }
@@ -142,6 +167,17 @@ fn main() {
     let repeat = env_usize("RBM_BENCH_REPEAT", 1);
     let (data, docs) = gen_data(mb * 1_000_000);
     let len = data.len() as f64;
+    if let Some(path) = std::env::var_os("RBM_BENCH_DUMP") {
+        if let Err(e) = std::fs::write(&path, &data) {
+            panic!("RBM_BENCH_DUMP {}: {e}", path.to_string_lossy());
+        }
+        println!(
+            "rbm codecs: wrote {} bytes ({docs} docs) to {}",
+            data.len(),
+            path.to_string_lossy()
+        );
+        return;
+    }
     println!(
         "rbm codecs: {:.1} MB of BSON, {docs} docs (avg {:.0} B), single thread, best of {repeat}",
         len / MB,
@@ -190,6 +226,15 @@ fn main() {
             opt(pbm_speed.map(|p| comp / p), 2),
             opt(pbm_ratio, 2),
             opt(pbm_ratio.map(|p| ratio / p), 2),
+        );
+    }
+    println!("\nsettings:");
+    for &(c, level) in rows {
+        println!(
+            "  {:<8} {:>5}  {}",
+            c.as_str(),
+            level.map_or_else(|| "def".into(), |l| l.to_string()),
+            settings(c, level)
         );
     }
 
