@@ -3,6 +3,8 @@
 //!
 //! `cargo bench -p rbm-storage --bench codecs`; `RBM_BENCH_MB` sets the data size
 //! (default 200), `RBM_BENCH_REPEAT` the runs per measurement (best is kept, default 1).
+//! `RBM_BENCH_DUMP=<path>` writes the generated data to `<path>` and exits without
+//! measuring, so that another implementation can be measured on exactly the same bytes.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -75,17 +77,37 @@ fn gen_data(target: usize) -> (Vec<u8>, usize) {
     (out, i as usize)
 }
 
-fn best<T>(repeat: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
-    let mut best: Option<(Duration, T)> = None;
+/// CPU time (user + system) of this process so far, from `/proc/self/stat` (Linux, 10 ms
+/// ticks; `None` elsewhere). On a loaded machine wall time depends on what else runs;
+/// MB per CPU-second is the per-core cost.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace().skip(11);
+    let (utime, stime): (u64, u64) = (f.next()?.parse().ok()?, f.next()?.parse().ok()?);
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
+/// The fastest of `repeat` runs: (wall time, CPU time of that run, its result).
+fn best<T>(repeat: usize, mut f: impl FnMut() -> T) -> (Duration, Option<Duration>, T) {
+    let mut best: Option<(Duration, Option<Duration>, T)> = None;
     for _ in 0..repeat.max(1) {
+        let c = cpu_time();
         let t = Instant::now();
         let v = f();
         let d = t.elapsed();
-        if best.as_ref().is_none_or(|(b, _)| d < *b) {
-            best = Some((d, v));
+        let cpu = cpu_time().zip(c).map(|(b, a)| b.saturating_sub(a));
+        if best.as_ref().is_none_or(|(b, _, _)| d < *b) {
+            best = Some((d, cpu, v));
         }
     }
     best.expect("at least one run")
+}
+
+/// MB per CPU-second, if the run took at least a few ticks.
+fn per_cpu(len: f64, cpu: Option<Duration>) -> Option<f64> {
+    cpu.filter(|c| *c >= Duration::from_millis(50))
+        .map(|c| len / MB / c.as_secs_f64())
 }
 
 fn compress(c: Compression, level: Option<i32>, data: &[u8]) -> Vec<u8> {
@@ -130,6 +152,29 @@ fn pbm(c: Compression) -> (Option<f64>, Option<f64>) {
     }
 }
 
+/// The exact codec settings a row measures (what `codec::encoder`/`decoder` build for it).
+fn settings(c: Compression, level: Option<i32>) -> &'static str {
+    match (c, level) {
+        (Compression::S2, Some(3)) => {
+            "minlz 1.2 encode_better, 1 MiB blocks, CRC-32C; dec: FramedReader + minlz"
+        }
+        (Compression::S2, _) => {
+            "minlz 1.2 encode, 1 MiB blocks, CRC-32C; dec: FramedReader + minlz"
+        }
+        (Compression::Snappy, _) => "snap 1 FrameEncoder (64 KiB blocks); dec: FramedReader",
+        (Compression::Lz4, _) => {
+            "lz4_flex 0.14 frame (default features: safe-encode, safe-decode), fast, \
+             4 MiB independent blocks, content checksum"
+        }
+        (Compression::Zstd, Some(1)) => "libzstd 1.5.7 level 1, checksum, 1 thread",
+        (Compression::Zstd, _) => "libzstd 1.5.7 level 3, checksum, 1 thread",
+        (Compression::Gzip | Compression::Pgzip, _) => {
+            "flate2 1.1 (miniz_oxide) level 6, one gzip member; dec: MultiGzDecoder"
+        }
+        (Compression::None, _) => "copy",
+    }
+}
+
 fn opt(v: Option<f64>, prec: usize) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.prec$}"))
 }
@@ -142,17 +187,30 @@ fn main() {
     let repeat = env_usize("RBM_BENCH_REPEAT", 1);
     let (data, docs) = gen_data(mb * 1_000_000);
     let len = data.len() as f64;
+    if let Some(path) = std::env::var_os("RBM_BENCH_DUMP") {
+        if let Err(e) = std::fs::write(&path, &data) {
+            panic!("RBM_BENCH_DUMP {}: {e}", path.to_string_lossy());
+        }
+        println!(
+            "rbm codecs: wrote {} bytes ({docs} docs) to {}",
+            data.len(),
+            path.to_string_lossy()
+        );
+        return;
+    }
     println!(
         "rbm codecs: {:.1} MB of BSON, {docs} docs (avg {:.0} B), single thread, best of {repeat}",
         len / MB,
         len / docs as f64
     );
     println!(
-        "{:<8} {:>5} {:>10} {:>10} {:>7} | {:>9} {:>7} {:>9} {:>9}",
+        "{:<8} {:>5} {:>10} {:>10} {:>10} {:>10} {:>7} | {:>9} {:>7} {:>9} {:>9}",
         "codec",
         "level",
         "comp MB/s",
+        "comp cpu",
         "dec MB/s",
+        "dec cpu",
         "ratio",
         "PBM MB/s",
         "rbm/PBM",
@@ -170,8 +228,8 @@ fn main() {
         (Compression::Pgzip, None),
     ];
     for &(c, level) in rows {
-        let (ct, z) = best(repeat, || compress(c, level, &data));
-        let (dt, ()) = best(repeat, || decompress(c, &z, &data));
+        let (ct, ccpu, z) = best(repeat, || compress(c, level, &data));
+        let (dt, dcpu, ()) = best(repeat, || decompress(c, &z, &data));
         let comp = len / MB / ct.as_secs_f64();
         let ratio = len / z.len() as f64;
         let (pbm_speed, pbm_ratio) = if level.is_none() {
@@ -180,16 +238,28 @@ fn main() {
             (None, None)
         };
         println!(
-            "{:<8} {:>5} {:>10.0} {:>10.0} {:>7.2} | {:>9} {:>7} {:>9} {:>9}",
+            "{:<8} {:>5} {:>10.0} {:>10} {:>10.0} {:>10} {:>7.2} | {:>9} {:>7} {:>9} {:>9}",
             c.as_str(),
             level.map_or_else(|| "def".into(), |l| l.to_string()),
             comp,
+            opt(per_cpu(len, ccpu), 0),
             len / MB / dt.as_secs_f64(),
+            opt(per_cpu(len, dcpu), 0),
             ratio,
             opt(pbm_speed, 0),
             opt(pbm_speed.map(|p| comp / p), 2),
             opt(pbm_ratio, 2),
             opt(pbm_ratio.map(|p| ratio / p), 2),
+        );
+    }
+    println!("\n(cpu: MB per CPU-second of the process in the fastest run; 10 ms ticks)");
+    println!("settings:");
+    for &(c, level) in rows {
+        println!(
+            "  {:<8} {:>5}  {}",
+            c.as_str(),
+            level.map_or_else(|| "def".into(), |l| l.to_string()),
+            settings(c, level)
         );
     }
 
@@ -203,7 +273,7 @@ fn main() {
         "\nthrough compress_reader / decompress_reader (1 worker + the codec's blocking thread):"
     );
     for c in [Compression::S2, Compression::Zstd] {
-        let (ct, z) = best(repeat, || {
+        let (ct, _, z) = best(repeat, || {
             rt.block_on(async {
                 let input: ByteReader = Box::new(std::io::Cursor::new(data.clone()));
                 let mut out = Vec::new();
@@ -214,7 +284,7 @@ fn main() {
                 out
             })
         });
-        let (dt, n) = best(repeat, || {
+        let (dt, _, n) = best(repeat, || {
             rt.block_on(async {
                 let input: ByteReader = Box::new(std::io::Cursor::new(z.clone()));
                 let mut r = decompress_reader(input, c);
