@@ -1322,8 +1322,12 @@ mod tests {
                 let z = read_all(compress_reader(chunky(data.clone(), sizes.clone()), codec, level))
                     .await
                     .expect("compress");
-                // The async and sync paths produce the same bytes.
-                prop_assert_eq!(&z, &encode(codec, level, &data));
+                // The async and sync paths produce the same bytes, except gzip: zlib-rs
+                // picks deflate blocks by how input arrives (still standard gzip, which
+                // the round trip below and the Go cross-check cover).
+                if !matches!(codec, Compression::Gzip | Compression::Pgzip) {
+                    prop_assert_eq!(&z, &encode(codec, level, &data));
+                }
                 let back = read_all(decompress_reader(chunky(z, sizes), codec))
                     .await
                     .expect("decompress");
