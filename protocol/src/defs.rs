@@ -10,6 +10,12 @@ use std::time::Duration;
 /// PBM's `defs.DB`: every control collection lives in `admin`.
 pub const DB: &str = "admin";
 
+/// The PBM version rbm's formats are compatible with. Written where PBM records its
+/// own version for compatibility checks (backup meta `pbm_version`, `.pbm.init`), so
+/// the real PBM accepts what rbm writes; rbm's own version is reported separately
+/// (agent heartbeats, `rbm version`).
+pub const PBM_COMPAT_VERSION: &str = "2.15.0";
+
 /// PBM's `CmdStreamCollection`: commands from the CLI to the agents.
 pub const CMD_COLLECTION: &str = "pbmCmd";
 /// PBM's `AgentsStatusCollection`: one heartbeat document per agent.

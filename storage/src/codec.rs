@@ -267,7 +267,10 @@ pub fn encoder<'a, W: Write + Send + 'a>(
     Ok(match c.settings(level)? {
         Settings::None => Box::new(Plain(w)),
         Settings::Gzip(l) => Box::new(flate2::write::GzEncoder::new(w, l)),
-        Settings::Snappy => Box::new(WholeBlocks::new(snap::write::FrameEncoder::new(w), SNAPPY_BLOCK)),
+        Settings::Snappy => Box::new(WholeBlocks::new(
+            snap::write::FrameEncoder::new(w),
+            SNAPPY_BLOCK,
+        )),
         Settings::Lz4 => {
             // pierrec/lz4 v2 (PBM's reader) refuses linked blocks; 4 MiB blocks and the
             // content checksum are what its writer produces too.

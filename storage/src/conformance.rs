@@ -427,11 +427,7 @@ pub async fn overwrite_delete_missing(s: DynStorage, suite: &Suite) {
     let copy_to = suite.name("copy-dst");
     save_bytes(&*s, &name, b"copy me".to_vec()).await;
     s.copy(&name, &copy_to).await.expect("copy");
-    assert_bytes(
-        &read_all(&*s, &copy_to).await,
-        b"copy me",
-        "copied content",
-    );
+    assert_bytes(&read_all(&*s, &copy_to).await, b"copy me", "copied content");
     cleanup(&*s, &suite.prefix).await;
 }
 

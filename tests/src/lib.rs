@@ -113,15 +113,26 @@ impl MongoServer {
         std::fs::write(&conf, "").expect("write empty config");
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("server.log")).expect("server log");
-        let launcher = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../scripts/secantus-launch.py");
+        let launcher =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/secantus-launch.py");
         let child = std::process::Command::new(venv.join("bin/python"))
             .arg(launcher)
             .args(["--replset-name", replset, "--config"])
             .arg(&conf)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--storage-path"])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--storage-path",
+            ])
             .arg(dir.path().join("data"))
-            .args(["--oplog-max-entries", "20000", "--noop-heartbeat-seconds", "10"])
+            .args([
+                "--oplog-max-entries",
+                "20000",
+                "--noop-heartbeat-seconds",
+                "10",
+            ])
             .env("PYTHONUNBUFFERED", "1")
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)

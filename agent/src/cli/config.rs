@@ -14,7 +14,7 @@ use std::time::Duration;
 
 /// What `.pbm.init` holds: the PBM version rbm speaks, so PBM (which reads it to
 /// recognise an initialised storage) accepts a storage rbm set up, and vice versa.
-pub const STORAGE_INIT_CONTENT: &str = "2.15.0";
+pub const STORAGE_INIT_CONTENT: &str = rbm_protocol::defs::PBM_COMPAT_VERSION;
 
 /// The main config's filter: PBM keeps profiles in the same collection, marked with
 /// `profile: true`.

@@ -76,11 +76,18 @@ pub fn storage_label(t: rbm_protocol::StorageType) -> &'static str {
 pub fn storage_path(c: &rbm_protocol::StorageConf) -> String {
     use rbm_protocol::StorageType as T;
     let join = |scheme: &str, endpoint: Option<&String>, bucket: &str, prefix: &str| {
-        let mut s = format!("{scheme}://");
-        if let Some(e) = endpoint.filter(|e| !e.is_empty()) {
-            s.push_str(e.trim_end_matches('/'));
-            s.push('/');
+        // PBM adds the scheme only when the endpoint has none of its own
+        // (`http://127.0.0.1:9000/bucket`, but `s3://bucket` without an endpoint).
+        let mut s = String::new();
+        match endpoint.filter(|e| !e.is_empty()) {
+            Some(e) if e.contains("://") => s.push_str(e.trim_end_matches('/')),
+            Some(e) => {
+                s.push_str(&format!("{scheme}://"));
+                s.push_str(e.trim_end_matches('/'));
+            }
+            None => s.push_str(&format!("{scheme}:/")),
         }
+        s.push('/');
         s.push_str(bucket);
         if !prefix.is_empty() {
             s.push('/');
@@ -162,5 +169,37 @@ mod tests {
         assert_eq!(ibytes(2_519_486), "2.4 MiB");
         assert_eq!(ibytes(0), "0 B");
         assert_eq!(fmt_ts(1_795_693_273), "2026-11-26T11:41:13");
+    }
+}
+
+#[cfg(test)]
+mod storage_path_tests {
+    use super::storage_path;
+    use rbm_protocol::{S3Conf, StorageConf, StorageType};
+
+    fn s3(endpoint: Option<&str>) -> StorageConf {
+        StorageConf {
+            kind: StorageType::S3,
+            s3: Some(S3Conf {
+                bucket: "bkt".into(),
+                prefix: "rbm/test".into(),
+                endpoint_url: endpoint.map(String::from),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn s3_paths_as_pbm_prints_them() {
+        assert_eq!(
+            storage_path(&s3(Some("http://127.0.0.1:9999"))),
+            "http://127.0.0.1:9999/bkt/rbm/test"
+        );
+        assert_eq!(storage_path(&s3(None)), "s3://bkt/rbm/test");
+        assert_eq!(
+            storage_path(&s3(Some("minio.local:9000"))),
+            "s3://minio.local:9000/bkt/rbm/test"
+        );
     }
 }

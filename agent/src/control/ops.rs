@@ -307,7 +307,9 @@ async fn ensure_backup_meta(
         }],
         nomination: Vec::new(),
         error: None,
-        pbm_version: crate::VERSION.to_string(),
+        // PBM refuses backups whose recorded version predates its breaking changes,
+        // so this is the PBM format version, not rbm's.
+        pbm_version: rbm_protocol::defs::PBM_COMPAT_VERSION.to_string(),
         balancer: None,
     };
     let doc =

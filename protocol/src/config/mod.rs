@@ -419,7 +419,10 @@ const KEYS: &[(&str, Kind)] = &[
 ];
 
 /// Keys whose values are credentials: masked as `***` in every rendering.
-const SECRET_KEYS: [&str; 17] = [
+const SECRET_KEYS: [&str; 19] = [
+    // PBM's S3 `credentials.vault` block: the Vault token and secret path.
+    "token",
+    "secret",
     "access-key-id",
     "secret-access-key",
     "session-token",
@@ -918,6 +921,22 @@ restore:
         assert!(!yaml.contains("s3cr3t") && !yaml.contains("AKIA"), "{yaml}");
         assert!(yaml.contains("secret-access-key: '***'"), "{yaml}");
         assert!(!c.to_masked_json().expect("json").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn vault_credentials_are_masked() {
+        let y = "storage:\n  type: s3\n  s3:\n    region: us-east-1\n    bucket: b\n    credentials:\n      vault:\n        server: https://vault:8200\n        secret: VAULTSECRETPATH\n        token: VAULTTOKEN-XYZ\n";
+        let c = Config::from_yaml(y).expect("valid");
+        for out in [
+            c.to_masked_yaml().expect("yaml"),
+            c.to_masked_json().expect("json"),
+        ] {
+            assert!(
+                !out.contains("VAULTTOKEN-XYZ") && !out.contains("VAULTSECRETPATH"),
+                "{out}"
+            );
+            assert!(out.contains("https://vault:8200"), "{out}");
+        }
     }
 
     #[test]
