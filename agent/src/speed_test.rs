@@ -5,6 +5,7 @@
 use crate::sample::SampleStream;
 use rbm_storage::codec::{compress_reader, decompress_reader};
 use rbm_storage::io::CountingReader;
+use rbm_storage::procstat as proc_stats;
 use rbm_storage::{Compression, DynStorage, StorageError};
 use serde::Serialize;
 use std::sync::atomic::Ordering;
@@ -126,47 +127,5 @@ fn mb_s(bytes: u64, secs: f64) -> f64 {
         bytes as f64 / 1e6 / secs
     } else {
         0.0
-    }
-}
-
-/// This process's resource figures from `/proc` (Linux), measured the way
-/// `../shared/notes/perf-baseline.md` measures PBM's agent.
-pub mod proc_stats {
-    /// Resets `VmHWM` (peak RSS) by writing `5` to `/proc/self/clear_refs`.
-    ///
-    /// # Errors
-    /// When the kernel refuses.
-    pub fn reset_peak() -> std::io::Result<()> {
-        std::fs::write("/proc/self/clear_refs", "5")
-    }
-
-    /// `VmHWM` in bytes.
-    ///
-    /// # Errors
-    /// When `/proc/self/status` cannot be read.
-    pub fn peak_rss() -> std::io::Result<u64> {
-        let status = std::fs::read_to_string("/proc/self/status")?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|kb| kb.parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-            .ok_or_else(|| std::io::Error::other("no VmHWM in /proc/self/status"))
-    }
-
-    /// utime + stime in seconds (fields 14 and 15 of `/proc/self/stat`).
-    pub fn cpu_secs() -> Option<f64> {
-        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-        // The command name (field 2) may contain spaces; fields after ')' are fixed.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-        Some(ticks / clock_ticks())
-    }
-
-    fn clock_ticks() -> f64 {
-        // USER_HZ is 100 on every Linux ABI rbm targets; avoids a libc dependency.
-        100.0
     }
 }

@@ -77,15 +77,11 @@ fn gen_data(target: usize) -> (Vec<u8>, usize) {
     (out, i as usize)
 }
 
-/// CPU time (user + system) of this process so far, from `/proc/self/stat` (Linux, 10 ms
-/// ticks; `None` elsewhere). On a loaded machine wall time depends on what else runs;
-/// MB per CPU-second is the per-core cost.
+/// CPU time (user + system) of this process so far (Linux; `None` elsewhere). On a
+/// loaded machine wall time depends on what else runs; MB per CPU-second is the
+/// per-core cost.
 fn cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut f = rest.split_whitespace().skip(11);
-    let (utime, stime): (u64, u64) = (f.next()?.parse().ok()?, f.next()?.parse().ok()?);
-    Some(Duration::from_millis((utime + stime) * 10))
+    rbm_storage::procstat::cpu_secs().map(Duration::from_secs_f64)
 }
 
 /// The fastest of `repeat` runs: (wall time, CPU time of that run, its result).

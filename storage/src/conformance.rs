@@ -699,41 +699,5 @@ pub async fn run_all(s: DynStorage, suite: &Suite) {
     retries(s.clone(), &sub("retries")).await;
 }
 
-/// Peak resident memory (VmHWM) of this process in bytes, and a reset of it, for the
-/// bounded-memory check. Linux only.
-pub mod memory {
-    /// Resets the peak-RSS counter (writing `5` to `/proc/self/clear_refs`).
-    ///
-    /// # Errors
-    /// When the kernel refuses.
-    pub fn reset_peak() -> std::io::Result<()> {
-        std::fs::write("/proc/self/clear_refs", "5")
-    }
-
-    /// `VmHWM` in bytes.
-    ///
-    /// # Errors
-    /// When `/proc/self/status` cannot be read or parsed.
-    pub fn peak_rss() -> std::io::Result<u64> {
-        field("VmHWM:")
-    }
-
-    /// `VmRSS` in bytes.
-    ///
-    /// # Errors
-    /// When `/proc/self/status` cannot be read or parsed.
-    pub fn rss() -> std::io::Result<u64> {
-        field("VmRSS:")
-    }
-
-    fn field(key: &str) -> std::io::Result<u64> {
-        let status = std::fs::read_to_string("/proc/self/status")?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|kb| kb.parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-            .ok_or_else(|| std::io::Error::other(format!("no {key} in /proc/self/status")))
-    }
-}
+/// Peak-memory readers for the bounded-memory check (see [`crate::procstat`]).
+pub use crate::procstat as memory;

@@ -17,6 +17,7 @@ mod error;
 pub mod fault;
 pub mod fs;
 pub mod io;
+pub mod procstat;
 pub mod retry;
 pub mod s3;
 pub mod split;
