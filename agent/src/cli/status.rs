@@ -217,7 +217,7 @@ async fn cluster(conn: &Conn, now: Timestamp) -> Result<Vec<ClusterReplset>, Cli
                         errors.push(format!("node connection: {}", a.node_status.err));
                     }
                     if !a.storage_status.ok {
-                        errors.push(format!("storage connection: {}", a.storage_status.err));
+                        errors.push(format!("storage: {}", a.storage_status.err));
                     }
                     if a.is_stale(now) {
                         errors.push(format!(
@@ -412,7 +412,7 @@ fn backups_text(b: &StorageStat) -> String {
     s.push_str(&format!("  {:<12}{}\n", "Path:", b.path));
     let no_pitr = b.pitr.as_ref().is_none_or(|p| p.ranges.is_empty());
     if b.snapshot.is_empty() && no_pitr {
-        s.push_str("  (none)\n");
+        s.push_str("(no snapshots or PITR chunks)\n");
         return s;
     }
     s.push_str("Snapshots:\n");
@@ -435,7 +435,12 @@ fn backups_text(b: &StorageStat) -> String {
             Status::Error => format!("error: {}", n.error),
             st => format!("running: {st}"),
         };
-        let status: String = status.chars().take(30).collect();
+        // PBM cuts a long status to 27 characters and marks the cut.
+        let status: String = if status.chars().count() > 30 {
+            status.chars().take(27).chain("...".chars()).collect()
+        } else {
+            status
+        };
         s.push_str(&format!(
             "  {:<26}{:<12}{:<14}{:<22}{:<7}{:<6}{:<21}{}\n",
             n.name,
