@@ -4,6 +4,7 @@ pub mod cli;
 pub mod control;
 pub mod daemon;
 pub mod node;
+pub mod oplog;
 pub mod sample;
 pub mod speed_test;
 

@@ -21,6 +21,7 @@ pub mod gojson;
 pub mod lock;
 pub mod meta;
 pub mod names;
+pub mod ns;
 pub mod secret;
 mod serde_util;
 

@@ -10,6 +10,7 @@
 
 pub mod azure;
 pub mod blackhole;
+pub mod bson_stream;
 pub mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;

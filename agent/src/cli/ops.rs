@@ -89,36 +89,9 @@ async fn stored_config(conn: &Conn) -> Result<Config, CliError> {
 /// # Errors
 /// [`CliError::InvalidArgument`] naming the bad pattern.
 pub fn parse_ns(s: &str) -> Result<Vec<String>, CliError> {
-    let s = s.trim();
-    if s.is_empty() || s == "*.*" {
-        return Ok(Vec::new());
-    }
-    let mut out = Vec::new();
-    for ns in s.split(',').map(str::trim) {
-        let bad = |why: &str| CliError::InvalidArgument(format!("invalid --ns {ns:?}: {why}"));
-        let (db, coll) = ns
-            .split_once('.')
-            .ok_or_else(|| bad("expected <db>.<collection> or <db>.*"))?;
-        if db.is_empty() || coll.is_empty() {
-            return Err(bad("expected <db>.<collection> or <db>.*"));
-        }
-        if db.contains('*') {
-            return Err(bad("wildcard database names are not supported"));
-        }
-        if coll != "*" && coll.contains('*') {
-            return Err(bad(
-                "only a whole-collection wildcard (<db>.*) is supported",
-            ));
-        }
-        if db.contains(['/', '\\', ' ', '"', '$']) {
-            return Err(bad("invalid character in database name"));
-        }
-        if ns == "*.*" {
-            return Ok(Vec::new());
-        }
-        out.push(ns.to_string());
-    }
-    Ok(out)
+    rbm_protocol::ns::NsFilter::parse(&[s])
+        .map(|f| f.to_strings())
+        .map_err(|e| CliError::InvalidArgument(format!("invalid --ns {:?}: {}", e.ns, e.why)))
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` (PBM's restore `--time`, also with a space instead of `T`).

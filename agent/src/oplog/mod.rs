@@ -1,0 +1,64 @@
+//! The oplog: reading ranges of it from a node (backup slices, PITR chunks) and applying
+//! entries onto a database (restore, PITR, `oplog-replay`).
+//!
+//! Contract shared by the engines (restore and PITR call only this):
+//! - [`ReplayRange`]: entries with `start <= ts <= end` are applied; earlier ones are
+//!   skipped, and reading stops at the first entry after `end` (PBM's semantics).
+//! - [`Applier`] applies one entry at a time and keeps transaction state across chunks;
+//!   [`Applier::finish`] returns the counts and fails on a transaction left open.
+//! - [`replay_stream`] feeds a decompressed chunk (concatenated BSON oplog entries) to an
+//!   applier.
+
+pub mod apply;
+
+pub use apply::{Applier, ApplyOptions, OplogError, ReplayStats};
+
+use bson::Timestamp;
+use rbm_storage::bson_stream::BsonReader;
+use tokio::io::AsyncRead;
+
+/// Which entries to apply, by `ts`, both ends inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayRange {
+    pub start: Timestamp,
+    pub end: Timestamp,
+}
+
+/// What [`replay_stream`] did with one chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkEnd {
+    /// The chunk ended; later chunks may still hold entries in range.
+    Exhausted,
+    /// An entry after `range.end` was met: nothing further is in range.
+    PastEnd,
+}
+
+/// Applies the in-range entries of one decompressed chunk.
+///
+/// # Errors
+/// A malformed stream or an entry that cannot be applied (the error names its `ts`).
+pub async fn replay_stream<R: AsyncRead + Unpin>(
+    applier: &mut Applier,
+    chunk: R,
+    range: ReplayRange,
+) -> Result<ChunkEnd, OplogError> {
+    let mut reader = BsonReader::new(chunk);
+    while let Some(entry) = reader.next().await? {
+        let ts = entry
+            .get_timestamp("ts")
+            .map_err(|e| OplogError::Malformed(format!("oplog entry without ts: {e}")))?;
+        if ts_lt(ts, range.start) {
+            continue;
+        }
+        if ts_lt(range.end, ts) {
+            return Ok(ChunkEnd::PastEnd);
+        }
+        applier.apply(&entry).await?;
+    }
+    Ok(ChunkEnd::Exhausted)
+}
+
+/// `a < b` in oplog order.
+pub fn ts_lt(a: Timestamp, b: Timestamp) -> bool {
+    (a.time, a.increment) < (b.time, b.increment)
+}
