@@ -21,7 +21,10 @@ async fn main() -> anyhow::Result<()> {
     opts.direct_connection = Some(true);
     let client = Client::with_options(opts)?;
     let db = client.database(&db);
-    let names = db.list_collection_names().filter(doc! {"type": "collection"}).await?;
+    let names = db
+        .list_collection_names()
+        .filter(doc! {"type": "collection"})
+        .await?;
     let start = Instant::now();
     let mut tasks = Vec::new();
     for name in names.into_iter().filter(|n| !n.starts_with("system.")) {

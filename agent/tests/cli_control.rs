@@ -333,10 +333,24 @@ async fn read_verbs_match_pbm_output() {
             json(&fixture_text(&format!("cli/describe-{bcp}.json"))),
             "describe-backup {bcp}"
         );
-        // Text is YAML of the same fields.
+        // Text is YAML of the same fields, quoted as Go's yaml.v2 quotes.
         let t = rbm(&uri, &["describe-backup", bcp]);
-        assert!(ok(&t).contains(&format!("name: {bcp}")), "{}", t.stdout);
+        assert!(ok(&t).contains(&format!("name: \"{bcp}\"")), "{}", t.stdout);
     }
+    // What the real `pbm describe-backup 2026-11-26T11:40:53Z` printed for these
+    // documents (PBM 2.15.0, interop run of session 1).
+    let t = rbm(&uri, &["describe-backup", "2026-11-26T11:40:53Z"]);
+    assert_eq!(
+        ok(&t).trim_end(),
+        "name: \"2026-11-26T11:40:53Z\"\nstorage_type: filesystem\nopid: 6b081ac530932961ee3cc9eb\n\
+         type: logical\nlast_write_time: \"2026-11-26T11:40:59Z\"\n\
+         last_transition_time: \"2026-11-26T11:41:02Z\"\nsel_user_and_roles: false\n\
+         mongodb_version: 8.2.11\nfcv: \"8.2\"\npbm_version: 2.15.0\nstatus: done\n\
+         size_h: 2.4 MiB\nsize_uncompressed_h: 0 B\nreplsets:\n- name: secantus\n  status: done\n\
+         \x20 node: 127.0.0.1:27201\n  size_uncompressed_h: \"\"\n\
+         \x20 last_write_time: \"2026-11-26T11:40:59Z\"\n\
+         \x20 last_transition_time: \"2026-11-26T11:41:01Z\""
+    );
 
     let r = rbm(&uri, &["list", "-o", "json"]);
     assert_eq!(json(ok(&r)), json(&fixture_text("cli/pbm-list.json")));
@@ -344,6 +358,16 @@ async fn read_verbs_match_pbm_output() {
     assert_eq!(
         ok(&r).trim_end(),
         fixture_text("cli/pbm-list.txt").trim_end()
+    );
+    // `--full` adds each replica set's whole timelines, as the real PBM printed them.
+    let r = rbm(&uri, &["list", "--full"]);
+    assert!(
+        ok(&r).trim_end().ends_with(
+            "PITR <off>:\n  2026-11-26T11:41:14 - 2026-11-26T11:42:20\n\n  \
+             secantus: [{ 2026-11-26T11:41:13 - 2026-11-26T11:42:20 }]"
+        ),
+        "{}",
+        r.stdout
     );
 
     let r = rbm(&uri, &["status", "-s", "backups", "-o", "json"]);

@@ -88,6 +88,11 @@ pub struct PitrRange {
 /// `pbm list -o json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ListOutput {
+    /// Go marshals an empty (nil) slice as `null`; so does this, and reads both.
+    #[serde(
+        serialize_with = "empty_as_null",
+        deserialize_with = "crate::meta::backup::null_as_empty"
+    )]
     pub snapshots: Vec<SnapshotStat>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pitr: Option<PitrList>,
@@ -218,4 +223,29 @@ pub struct PitrRanges {
     #[serde(rename = "pitrChunks", default, skip_serializing_if = "Vec::is_empty")]
     pub ranges: Vec<PitrRange>,
     pub size: i64,
+}
+
+fn empty_as_null<S: serde::Serializer, T: Serialize>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
+    if v.is_empty() {
+        s.serialize_none()
+    } else {
+        v.serialize(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_snapshots_is_null_as_go_prints_a_nil_slice() {
+        let l = ListOutput {
+            snapshots: Vec::new(),
+            pitr: None,
+        };
+        let text = serde_json::to_string(&l).unwrap();
+        assert_eq!(text, r#"{"snapshots":null}"#);
+        let back: ListOutput = serde_json::from_str(&text).unwrap();
+        assert!(back.snapshots.is_empty());
+    }
 }

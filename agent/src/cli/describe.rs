@@ -77,6 +77,15 @@ pub fn describe(b: &BackupMeta) -> BackupDescription {
     }
 }
 
+/// Fields PBM's `bcpDesc`/`bcpReplDesc` tag `yaml:"-"`: JSON only.
+const YAML_SKIP: &[&str] = &[
+    "size",
+    "size_uncompressed",
+    "last_write_ts",
+    "last_transition_ts",
+    "files",
+];
+
 /// `rbm describe-backup <name>`.
 ///
 /// # Errors
@@ -95,8 +104,8 @@ pub async fn describe_backup(
         add_collections(&b, &mut d).await?;
     }
     match out {
-        OutputFormat::Text => serde_norway::to_string(&d)
-            .map(|s| s.trim_end().to_string())
+        OutputFormat::Text => serde_norway::to_value(&d)
+            .map(|v| super::goyaml::to_yaml(&v, YAML_SKIP).trim_end().to_string())
             .map_err(|e| CliError::Output(e.to_string())),
         _ => out.json(&d),
     }

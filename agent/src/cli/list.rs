@@ -113,7 +113,17 @@ pub async fn pitr_ranges(
     for (rs, c) in &by_rs {
         let (tls, s) = timelines(c);
         size += s;
-        rs_ranges.insert(rs.clone(), tls.iter().flat_map(|t| split(*t)).collect());
+        // PBM lists each replica set's timelines whole, not split by base snapshot.
+        rs_ranges.insert(
+            rs.clone(),
+            tls.iter()
+                .map(|t| PitrRange {
+                    error: None,
+                    range: *t,
+                    no_base_snapshot: false,
+                })
+                .collect::<Vec<_>>(),
+        );
         per_rs.push(tls);
     }
     let ranges = merge_timelines(&per_rs)
@@ -252,11 +262,20 @@ pub async fn list(conn: &Conn, args: &ListArgs, out: OutputFormat) -> Result<Str
             s.push_str(&format!("  {}\n", range_text(r)));
         }
         if let Some(rs) = &p.rs_ranges {
+            // Go's `%s` of a []pitrRange: `[{ start - end } { start - end }]`.
+            s.push('\n');
             for (name, rr) in rs {
-                s.push_str(&format!("  {name}:\n"));
-                for r in rr {
-                    s.push_str(&format!("    {}\n", range_text(r)));
-                }
+                let items: Vec<String> = rr
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{{ {} - {} }}",
+                            fmt_ts(i64::from(r.range.start)),
+                            fmt_ts(i64::from(r.range.end))
+                        )
+                    })
+                    .collect();
+                s.push_str(&format!("  {name}: [{}]\n", items.join(" ")));
             }
         }
     }

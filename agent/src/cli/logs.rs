@@ -185,6 +185,10 @@ pub async fn logs(
     if !args.follow {
         return match out {
             OutputFormat::Text => {
+                // PBM prints its (then empty) entry list with Println: one blank line.
+                if entries.is_empty() {
+                    return put(w, String::new());
+                }
                 for e in &entries {
                     put(w, text_line(e, args.utc_offset, show_node, args.extra))?;
                 }
@@ -200,7 +204,9 @@ pub async fn logs(
         match out {
             OutputFormat::Text => Ok(text_line(e, args.utc_offset, show_node, args.extra)),
             // One JSON object per line, so a follower can parse as it reads.
-            _ => serde_json::to_string(&entry_json(e)).map_err(|e| CliError::Output(e.to_string())),
+            _ => serde_json::to_string(&entry_json(e))
+                .map(|s| super::go_html_escape(&s))
+                .map_err(|e| CliError::Output(e.to_string())),
         }
     };
     for e in &entries {

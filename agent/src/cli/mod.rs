@@ -7,6 +7,7 @@ pub mod config;
 pub mod conn;
 pub mod describe;
 pub mod error;
+mod goyaml;
 pub mod list;
 pub mod logs;
 pub mod ops;
@@ -38,7 +39,8 @@ impl OutputFormat {
         } else {
             serde_json::to_string(v)
         };
-        r.map_err(|e| CliError::Output(e.to_string()))
+        r.map(|s| go_html_escape(&s))
+            .map_err(|e| CliError::Output(e.to_string()))
     }
 
     /// A short message: the text itself, or PBM's `outMsg` JSON `{"msg": ...}`.
@@ -51,6 +53,27 @@ impl OutputFormat {
             _ => self.json(&serde_json::json!({ "msg": text })),
         }
     }
+}
+
+/// Go's `json.Marshal` escapes `<`, `>`, `&`, U+2028 and U+2029 inside strings
+/// (`\u003c` ...); scripts that compare PBM's JSON byte for byte see the same. These
+/// characters never occur outside strings in JSON, so escaping the whole text is exact.
+pub(crate) fn go_html_escape(json: &str) -> String {
+    if !json.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
+        return json.to_string();
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Reads every document of a control collection that matches `filter`, typed.

@@ -39,21 +39,20 @@ pub fn pretty_size(size: i64) -> String {
     }
 }
 
-/// go-humanize's `IBytes` (what `describe-backup` prints): `2.4 MiB`, `0 B`.
-pub fn ibytes(size: i64) -> String {
-    let s = size.max(0) as f64;
-    if s < 10.0 {
-        return format!("{} B", size.max(0));
+/// PBM's `byteCountIEC` (what `describe-backup` prints): `20.5 KiB`, `2.4 MiB`, `0 B`.
+pub fn ibytes(b: i64) -> String {
+    const UNIT: i64 = 1024;
+    if b < UNIT {
+        return format!("{b} B");
     }
-    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let e = (s.ln() / 1024f64.ln()).floor().min(6.0);
-    let val = (s / 1024f64.powf(e) * 10.0 + 0.5).floor() / 10.0;
-    let unit = units[e as usize];
-    if val < 10.0 {
-        format!("{val:.1} {unit}")
-    } else {
-        format!("{val:.0} {unit}")
+    let (mut div, mut exp) = (UNIT, 0usize);
+    let mut n = b / UNIT;
+    while n >= UNIT {
+        div *= UNIT;
+        exp += 1;
+        n /= UNIT;
     }
+    format!("{:.1} {}iB", b as f64 / div as f64, &"KMGTPE"[exp..=exp])
 }
 
 /// PBM's storage type label in `status` (`Typ()`).
@@ -168,6 +167,9 @@ mod tests {
         assert_eq!(pretty_size(477_542), "466.35KB");
         assert_eq!(ibytes(2_519_486), "2.4 MiB");
         assert_eq!(ibytes(0), "0 B");
+        assert_eq!(ibytes(20_965), "20.5 KiB");
+        assert_eq!(ibytes(1023), "1023 B");
+        assert_eq!(ibytes(1024), "1.0 KiB");
         assert_eq!(fmt_ts(1_795_693_273), "2026-11-26T11:41:13");
     }
 }
