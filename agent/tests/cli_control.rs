@@ -381,7 +381,14 @@ async fn read_verbs_match_pbm_output() {
     // No agent ever ran here: every member is NOT FOUND, nothing is running.
     let r = rbm(&uri, &["status", "-s", "cluster,running"]);
     let out = ok(&r);
-    assert!(out.contains("pbm-agent [NOT FOUND]"), "{out}");
+    // As the real PBM printed it for an agent-less member: no role.
+    assert!(
+        out.contains(&format!(
+            "  - 127.0.0.1:{} [ ]: pbm-agent [NOT FOUND]",
+            server.port()
+        )),
+        "{out}"
+    );
     assert!(
         out.contains("Currently running:\n==================\n(none)"),
         "{out}"

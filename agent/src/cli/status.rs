@@ -199,10 +199,16 @@ async fn cluster(conn: &Conn, now: Timestamp) -> Result<Vec<ClusterReplset>, Cli
                 .iter()
                 .find(|a| a.rs == rs && a.node == host && !a.is_gone(now));
             let n = match agent {
+                // PBM takes the role of an agent-less member from its replica set
+                // config, where only arbiters (and hidden/delayed members) have one.
                 None => NodeStatus {
                     host,
                     agent: String::new(),
-                    role: role_hint,
+                    role: if role_hint == "A" {
+                        role_hint
+                    } else {
+                        String::new()
+                    },
                     prio_pitr: String::new(),
                     prio_backup: String::new(),
                     ok: false,
@@ -352,18 +358,20 @@ async fn running(conn: &Conn, now: Timestamp) -> Result<CurrentOp, CliError> {
     Ok(op)
 }
 
+/// PBM's `currOp.String()`: Go formats the command with its `String()`, which is the
+/// description ("Snapshot backup"), while JSON carries the bare name ("backup").
 fn running_text(c: &CurrentOp) -> String {
     match c.kind {
         None => "(none)".into(),
         Some(k @ (CommandKind::Backup | CommandKind::Restore)) => format!(
             "{} \"{}\", started at {}Z. Status: {}. [op id: {}]",
-            k.as_str(),
+            k.description(),
             c.name,
             fmt_ts(c.start_ts),
             c.status,
             c.opid
         ),
-        Some(k) => format!("{} [op id: {}]", k.as_str(), c.opid),
+        Some(k) => format!("{} [op id: {}]", k.description(), c.opid),
     }
 }
 
@@ -462,4 +470,34 @@ fn backups_text(b: &StorageStat) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn running_op_named_as_pbm_prints_it() {
+        let op = CurrentOp {
+            kind: Some(CommandKind::Backup),
+            opid: "6b08".into(),
+            name: "2026-11-26T11:40:53Z".into(),
+            start_ts: 1_795_693_253,
+            status: "snapshot backup".into(),
+        };
+        assert_eq!(
+            running_text(&op),
+            "Snapshot backup \"2026-11-26T11:40:53Z\", started at 2026-11-26T11:40:53Z. \
+             Status: snapshot backup. [op id: 6b08]"
+        );
+        let resync = CurrentOp {
+            kind: Some(CommandKind::Resync),
+            opid: "6b09".into(),
+            name: String::new(),
+            start_ts: 0,
+            status: String::new(),
+        };
+        assert_eq!(running_text(&resync), "Resync storage [op id: 6b09]");
+        assert_eq!(running_text(&CurrentOp::default()), "(none)");
+    }
 }
