@@ -153,8 +153,17 @@ async fn config_file_round_trip_matches_pbm_document() {
     let expected = fixture_text("cli/pbm-config.txt")
         .replace("/opt/backups", &dir.path().display().to_string());
     assert_eq!(ok(&listed).trim_end(), expected.trim_end());
+    // One key is PBM's `confKV`: `[key=value]`, or {"key", "value"} as JSON.
     let one = rbm(&server.uri(), &["config", "pitr.oplogSpanMin"]);
-    assert_eq!(ok(&one).trim(), "0.5");
+    assert_eq!(ok(&one).trim(), "[pitr.oplogSpanMin=0.5]");
+    let one = rbm(
+        &server.uri(),
+        &["config", "pitr.oplogSpanMin", "-o", "json"],
+    );
+    assert_eq!(
+        json(ok(&one)),
+        serde_json::json!({"key": "pitr.oplogSpanMin", "value": "0.5"})
+    );
 }
 
 #[tokio::test]
@@ -230,6 +239,50 @@ async fn config_set_validates_and_bumps_epoch() {
         &["config", "--file", cfg.to_str().expect("utf-8")],
     ));
     assert!(e.contains("compresion"), "{e}");
+}
+
+#[tokio::test]
+async fn config_file_with_unusable_storage_is_applied_as_pbm_does() {
+    // The Operator applies the config while a bucket may not exist yet: PBM stores it,
+    // asks the agents to resync and exits 0. rbm does the same and warns on stderr.
+    let server = MongoServer::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("pbm.yaml");
+    let dead = rbm_e2e::free_port();
+    std::fs::write(
+        &cfg,
+        format!(
+            "storage:\n  type: s3\n  s3:\n    region: us-east-1\n    endpointUrl: http://127.0.0.1:{dead}\n    bucket: not-there\n    credentials:\n      access-key-id: k\n      secret-access-key: s\n    retryer:\n      numMaxRetries: 0\n"
+        ),
+    )
+    .expect("write yaml");
+    let r = rbm(
+        &server.uri(),
+        &["config", "--file", cfg.to_str().expect("utf-8")],
+    );
+    ok(&r);
+    assert!(r.stderr.contains("warning: config stored"), "{}", r.stderr);
+    let db = admin(&server).await;
+    let stored = db
+        .collection::<Document>("pbmConfig")
+        .find_one(doc! {})
+        .await
+        .expect("read pbmConfig")
+        .expect("config stored");
+    assert_eq!(
+        stored
+            .get_document("storage")
+            .and_then(|s| s.get_document("s3"))
+            .and_then(|s| s.get_str("bucket"))
+            .expect("bucket"),
+        "not-there"
+    );
+    let resync = db
+        .collection::<Document>("pbmCmd")
+        .find_one(doc! {"cmd": "resync"})
+        .await
+        .expect("read pbmCmd");
+    assert!(resync.is_some(), "no resync command was sent");
 }
 
 #[tokio::test]

@@ -67,19 +67,18 @@ fn render(cfg: &Config, out: OutputFormat) -> Result<String, CliError> {
 pub async fn get_key(conn: &Conn, key: &str, out: OutputFormat) -> Result<String, CliError> {
     let cfg = get_config(conn).await?.ok_or(CliError::NoConfig)?;
     let v = cfg.with_defaults().get(key)?;
+    // PBM answers with its `confKV{key, fmt.Sprint(value)}`: `[key=value]` as text,
+    // `{"key": ..., "value": "..."}` as JSON (the value always a string).
+    let value = match &v {
+        Bson::String(s) => s.clone(),
+        Bson::Double(f) => format!("{f}"),
+        Bson::Document(_) | Bson::Array(_) => rbm_protocol::gojson::to_string_compact(&v)
+            .map_err(|e| CliError::Output(e.to_string()))?,
+        other => other.to_string(),
+    };
     match out {
-        OutputFormat::Text => Ok(match &v {
-            Bson::String(s) => s.clone(),
-            Bson::Double(f) => format!("{f}"),
-            other => other.to_string(),
-        }),
-        _ => {
-            let j = rbm_protocol::gojson::to_string_compact(&v)
-                .map_err(|e| CliError::Output(e.to_string()))?;
-            let v: serde_json::Value =
-                serde_json::from_str(&j).map_err(|e| CliError::Output(e.to_string()))?;
-            out.json(&v)
-        }
+        OutputFormat::Text => Ok(format!("[{key}={value}]")),
+        _ => out.json(&serde_json::json!({"key": key, "value": value})),
     }
 }
 
@@ -111,11 +110,13 @@ pub async fn set_file(
         .upsert(true)
         .await
         .map_err(|e| CliError::mongo("store config in admin.pbmConfig", &e))?;
-    // After storing, as PBM does: a storage that is not reachable yet must not stop
-    // the config from being applied (the operator retries), but the user is told.
-    init_storage(&cfg).await.map_err(|e| {
-        CliError::Storage(format!("config stored, but the storage is not usable: {e}"))
-    })?;
+    // PBM's CLI never touches the storage here: the config is applied and the agents
+    // resync (and report a storage they cannot use in `status`). The Operator relies
+    // on that exit 0 while a bucket is still being created, so an unusable storage is
+    // a warning on stderr, not a failure.
+    if let Err(e) = init_storage(&cfg).await {
+        eprintln!("warning: config stored, but the storage is not usable yet: {e}");
+    }
     if old.as_ref().map(|o| &o.storage) == Some(&cfg.storage) {
         return render(&cfg, out);
     }
