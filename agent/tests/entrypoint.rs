@@ -265,8 +265,17 @@ async fn sigterm_during_the_restart_pause_exits_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outside_sidecar_mode_the_agents_exit_code_is_passed_on() {
-    // A bad flag: clap exits 2, and the entrypoint does not start it again.
-    let mut ep = Entrypoint::start(ENTRYPOINT, &["--no-such-flag"], &[]);
+    // A bad flag: clap exits 2, and the entrypoint does not start it again. Values
+    // that Go's ParseBool/Atoi refuse are reported and fall back to the defaults
+    // (not a sidecar), as in PBM.
+    let mut ep = Entrypoint::start(
+        ENTRYPOINT,
+        &["--no-such-flag"],
+        &[
+            ("PBM_AGENT_SIDECAR", "yes"),
+            ("PBM_AGENT_SIDECAR_SLEEP", "soon"),
+        ],
+    );
     let st = ep.wait(Duration::from_secs(20));
     assert_eq!(st.code(), Some(2), "log:\n{}", ep.log());
     let log = ep.log();
@@ -276,6 +285,14 @@ async fn outside_sidecar_mode_the_agents_exit_code_is_passed_on() {
         "log:\n{log}"
     );
     assert!(log.contains("--no-such-flag"), "the agent's error: {log}");
+    assert!(
+        log.contains("error: PBM_AGENT_SIDECAR=\"yes\" is not a boolean"),
+        "log:\n{log}"
+    );
+    assert!(
+        log.contains("error: PBM_AGENT_SIDECAR_SLEEP=\"soon\" is not a number"),
+        "log:\n{log}"
+    );
 
     // No URI at all: the agent's own error and code 1.
     let mut ep = Entrypoint::start(ENTRYPOINT, &[], &[("PBM_MONGODB_URI", "")]);

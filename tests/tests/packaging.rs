@@ -129,6 +129,23 @@ fn dockerfile_builds_and_ships_the_declared_binaries_as_non_root() {
         builder_image.starts_with("rust:1."),
         "builder: {builder_image}"
     );
+    // The builder's toolchain is at least the workspace's rust-version.
+    let minor = |v: &str| -> u32 {
+        v.split('.')
+            .nth(1)
+            .and_then(|m| m.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|m| m.parse().ok())
+            .unwrap_or_else(|| panic!("no minor version in {v}"))
+    };
+    let rust_version = read("Cargo.toml")
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .map(|v| v.trim_matches('"').to_string())
+        .expect("workspace rust-version");
+    assert!(
+        minor(builder_image.trim_start_matches("rust:")) >= minor(&rust_version),
+        "{builder_image} is older than rust-version {rust_version}"
+    );
     let (_, runtime_image, runtime) = stages.last().expect("final stage");
     assert!(
         runtime_image == "debian:bookworm-slim"
