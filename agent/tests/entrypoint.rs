@@ -370,3 +370,81 @@ async fn under_pbm_names_it_runs_pbm_agent_from_beside_itself() {
         "log:\n{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_layout_runs_rbm_under_pbms_names() {
+    // As in the image and the operator's sidecar: `pbm-agent-entrypoint` in sidecar
+    // mode with a URI naming only the local member, and `pbm status` run beside it.
+    let server = MongoServer::start().await;
+    let uri = format!("mongodb://127.0.0.1:{}/", server.port());
+    let dir = tempfile::tempdir().expect("dir");
+    for (pbm, rbm) in [
+        ("pbm-agent-entrypoint", ENTRYPOINT),
+        ("pbm-agent", AGENT),
+        ("pbm", env!("CARGO_BIN_EXE_rbm")),
+    ] {
+        std::os::unix::fs::symlink(rbm, dir.path().join(pbm)).expect("link");
+    }
+    let ep_path = dir.path().join("pbm-agent-entrypoint");
+    let mut ep = Entrypoint::start(
+        ep_path.to_str().expect("utf-8 path"),
+        &[],
+        &[
+            ("PBM_AGENT_SIDECAR", "true"),
+            ("PBM_AGENT_SIDECAR_SLEEP", "5"),
+            ("PBM_MONGODB_URI", &uri),
+        ],
+    );
+    // The operator stores its storage config with `pbm config --file` first.
+    let pbm = dir.path().join("pbm");
+    let store = dir.path().join("backups");
+    let conf = dir.path().join("storage.yaml");
+    std::fs::write(
+        &conf,
+        format!(
+            "storage:\n  type: filesystem\n  filesystem:\n    path: {}\n",
+            store.display()
+        ),
+    )
+    .expect("write config");
+    let out = Command::new(&pbm)
+        .arg("config")
+        .arg("--file")
+        .arg(&conf)
+        .env("PBM_MONGODB_URI", &uri)
+        .output()
+        .expect("run pbm config");
+    assert!(
+        out.status.success(),
+        "pbm config: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = wait_for(
+        Duration::from_secs(40),
+        "pbm status to show the agent",
+        || {
+            let out = Command::new(&pbm)
+                .args(["status", "-s", "cluster"])
+                .env("PBM_MONGODB_URI", &uri)
+                .output()
+                .expect("run pbm");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let ready = out.status.success()
+                && text.contains(&format!("pbm-agent [v{}] OK", rbm_agent::VERSION));
+            async move { ready.then_some(text) }
+        },
+    )
+    .await;
+    assert!(status.contains(server.replset()), "{status}");
+    assert!(
+        ep.log().contains(&format!(
+            "starting `{}`",
+            dir.path().join("pbm-agent").display()
+        )),
+        "log:\n{}",
+        ep.log()
+    );
+    kill(ep.pid(), "-TERM");
+    let st = ep.wait(Duration::from_secs(20));
+    assert!(st.success(), "exit {st}; log:\n{}", ep.log());
+}

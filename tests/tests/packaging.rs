@@ -234,6 +234,22 @@ fn dockerfile_builds_and_ships_the_declared_binaries_as_non_root() {
     assert!(bins.contains("rbm-agent-entrypoint"));
 }
 
+/// The image builds with `--locked`: Cargo.lock must already match the manifests.
+#[test]
+fn lockfile_allows_the_images_locked_build() {
+    let out = std::process::Command::new(option_env!("CARGO").unwrap_or("cargo"))
+        .args(["metadata", "--locked", "--offline", "--format-version", "1"])
+        .current_dir(root())
+        .stdout(std::process::Stdio::null())
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        out.status.success(),
+        "Cargo.lock is out of date for a --locked build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn dockerignore_keeps_the_workspace_and_drops_build_output() {
     let ignore: Vec<String> = read(".dockerignore")
