@@ -369,7 +369,7 @@ mod tests {
             from: "a.x".into(),
             to: "b.y".into(),
         };
-        let e = rawdoc! {"op": "c", "ns": "a.$cmd", "ui": bson::Uuid::new(), "o": {"create": "x", "capped": true}, "o2": {"k": 1}};
+        let e = rawdoc! {"op": "c", "ns": "a.$cmd", "ui": bson::Binary::from_uuid(bson::Uuid::new()), "o": {"create": "x", "capped": true}, "o2": {"k": 1}};
         let op = Op::parse(&e).expect("parses");
         assert_eq!(skip_reason(&op, &NsFilter::all(), Some(&c)), None);
         let out = rewrite(&op, Some(&c), false)

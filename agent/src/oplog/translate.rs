@@ -325,7 +325,7 @@ mod tests {
             )]
         );
         let a = acts(
-            rawdoc! {"op": "c", "ns": "d.$cmd", "o": {"commitIndexBuild": "c", "indexBuildUUID": bson::Uuid::new(), "indexes": [{"v": 2, "key": {"y": -1}, "name": "y_-1"}]}},
+            rawdoc! {"op": "c", "ns": "d.$cmd", "o": {"commitIndexBuild": "c", "indexBuildUUID": bson::Binary::from_uuid(bson::Uuid::new()), "indexes": [{"v": 2, "key": {"y": -1}, "name": "y_-1"}]}},
         );
         assert_eq!(
             a,
@@ -355,7 +355,7 @@ mod tests {
     #[test]
     fn rename_with_uuid_drop_target() {
         let a = acts(
-            rawdoc! {"op": "c", "ns": "d.$cmd", "o": {"renameCollection": "d.a", "to": "d.b", "stayTemp": false, "dropTarget": bson::Uuid::new()}},
+            rawdoc! {"op": "c", "ns": "d.$cmd", "o": {"renameCollection": "d.a", "to": "d.b", "stayTemp": false, "dropTarget": bson::Binary::from_uuid(bson::Uuid::new())}},
         );
         assert_eq!(
             a,
