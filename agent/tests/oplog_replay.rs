@@ -606,3 +606,119 @@ async fn legacy_fixture_oplog_translates_completely() {
         assert!(kinds.contains_key(k), "no {k} in {kinds:?}");
     }
 }
+
+/// Replays the rs1 and rs2 PITR chunks of the pbm-legacy fixture onto `c` up to `end`
+/// (inclusive), one applier per shard, then PBM's cross-shard exchange of distributed
+/// commits. Returns how many transactions the exchange applied, how many stayed
+/// uncommitted, and the `trx.test` idx set.
+async fn replay_legacy_shards(c: &Client, end: Timestamp) -> (u64, u64, Vec<i64>) {
+    use rbm_storage::codec::{decompress_reader, Compression};
+
+    c.database("trx").drop().await.expect("drop trx");
+    let dir = std::path::Path::new("/work/shared/fixtures/pbm-legacy/pbm_disttxn_50/pbmPitr");
+    // From the backup's last_write_ts, where its PITR chunks start.
+    let range = ReplayRange {
+        start: Timestamp {
+            time: 1_644_242_765,
+            increment: 18,
+        },
+        end,
+    };
+    let mut appliers = Vec::new();
+    for rs in ["rs1", "rs2"] {
+        let mut ap = Applier::new(c.clone(), ApplyOptions::default())
+            .await
+            .expect("applier");
+        let mut files: Vec<_> = std::fs::read_dir(dir.join(rs).join("20220207"))
+            .expect("pitr dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        files.sort();
+        for f in files {
+            let file = tokio::fs::File::open(&f).await.expect("open");
+            // `.snappy` chunks of PBM 1.x are S2 streams; the snappy reader takes both.
+            let r = decompress_reader(Box::new(file), Compression::Snappy);
+            let end = replay_stream(&mut ap, r, range)
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            if end == rbm_agent::oplog::ChunkEnd::PastEnd {
+                break;
+            }
+        }
+        appliers.push(ap);
+    }
+    // PBM's cross-shard exchange: a distributed transaction one shard committed within
+    // the range is applied on a shard whose own commit entry came later.
+    let committed: std::collections::HashSet<String> = appliers
+        .iter()
+        .flat_map(|a| a.distributed_commits().map(|c| c.id.clone()))
+        .collect();
+    let mut late = 0;
+    let mut uncommitted = 0;
+    for mut ap in appliers {
+        late += ap
+            .apply_committed_elsewhere(&committed)
+            .await
+            .expect("apply committed elsewhere");
+        uncommitted += ap.finish().await.expect("finish").uncommitted_transactions;
+    }
+    let mut idx: Vec<i64> = c
+        .database("trx")
+        .collection::<Document>("test")
+        .find(doc! {})
+        .await
+        .expect("find")
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("find")
+        .iter()
+        .map(|d| match d.get("idx") {
+            Some(Bson::Int32(n)) => i64::from(*n),
+            Some(Bson::Int64(n)) => *n,
+            Some(Bson::Double(f)) => *f as i64,
+            other => panic!("idx {other:?} in {d}"),
+        })
+        .collect();
+    idx.sort_unstable();
+    (late, uncommitted, idx)
+}
+
+/// The real MongoDB 5.0 distributed transactions of the pbm-legacy fixture (prepared
+/// `applyOps` + `commitTransaction` on two shards, commit entries at different ts).
+///
+/// Upstream's DistributedCommit check expects `trx.test` idx
+/// {0..=5, 24, 25, 34, 35, 195, 196, 295, 296} at {1644243375, 7}; it was written for
+/// PBM 1.6, whose end was exclusive. With the inclusive end of current PBM (and of
+/// [`ReplayRange`]) that state is at {1644243375, 6}. At {1644243375, 7} rs1 commits
+/// the transaction deleting 34 and 35 (its commit entry is at ,7), and the exchange
+/// applies the same transaction on rs2 (whose commit entry is at ,8): 295 and 296 go too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_distributed_transactions_replay_to_target() {
+    let s = MongoServer::start().await;
+    let c = client(&s).await;
+    let (late, uncommitted, idx) = replay_legacy_shards(
+        &c,
+        Timestamp {
+            time: 1_644_243_375,
+            increment: 6,
+        },
+    )
+    .await;
+    // The deleting transaction is prepared on both shards, committed on neither.
+    assert_eq!((late, uncommitted), (0, 2));
+    assert_eq!(
+        idx,
+        vec![0, 1, 2, 3, 4, 5, 24, 25, 34, 35, 195, 196, 295, 296]
+    );
+
+    let (late, uncommitted, idx) = replay_legacy_shards(
+        &c,
+        Timestamp {
+            time: 1_644_243_375,
+            increment: 7,
+        },
+    )
+    .await;
+    assert_eq!((late, uncommitted), (1, 0), "rs2's commit comes from rs1");
+    assert_eq!(idx, vec![0, 1, 2, 3, 4, 5, 24, 25, 195, 196]);
+}

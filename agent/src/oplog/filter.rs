@@ -78,10 +78,10 @@ pub struct CloneNs {
 }
 
 impl CloneNs {
-    fn from_db_coll(&self) -> (&str, &str) {
+    fn source_db_coll(&self) -> (&str, &str) {
         self.from.split_once('.').unwrap_or((&self.from, ""))
     }
-    fn to_db_coll(&self) -> (&str, &str) {
+    fn target_db_coll(&self) -> (&str, &str) {
         self.to.split_once('.').unwrap_or((&self.to, ""))
     }
 }
@@ -193,7 +193,7 @@ fn is_for_clone(op: &Op<'_>, c: &CloneNs) -> bool {
     if op.op != "c" || coll != "$cmd" {
         return false;
     }
-    let (from_db, from_coll) = c.from_db_coll();
+    let (from_db, from_coll) = c.source_db_coll();
     match op.command() {
         Some(("applyOps", _)) => true,
         Some((cmd, v)) if db == from_db && CLONE_COMMANDS.contains(&cmd) => {
@@ -246,8 +246,8 @@ pub fn rewrite(
         if op.ns == c.from {
             new_ns = Some(c.to.clone());
         } else if op.op == "c" {
-            let (from_db, from_coll) = c.from_db_coll();
-            let (to_db, to_coll) = c.to_db_coll();
+            let (from_db, from_coll) = c.source_db_coll();
+            let (to_db, to_coll) = c.target_db_coll();
             if let Some((cmd, v)) = op.command() {
                 if op.db_coll().0 == from_db
                     && CLONE_COMMANDS.contains(&cmd)

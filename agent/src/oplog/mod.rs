@@ -17,7 +17,9 @@ pub mod secantus;
 pub mod translate;
 pub mod update;
 
-pub use apply::{Applier, ApplyOptions, EntryError, Mode, OplogError, ReplayStats};
+pub use apply::{
+    txn_id, Applier, ApplyOptions, CommittedTxn, EntryError, Mode, OplogError, ReplayStats,
+};
 
 use bson::Timestamp;
 use rbm_storage::bson_stream::BsonReader;
