@@ -722,3 +722,135 @@ async fn legacy_distributed_transactions_replay_to_target() {
     assert_eq!((late, uncommitted), (1, 0), "rs2's commit comes from rs1");
     assert_eq!(idx, vec![0, 1, 2, 3, 4, 5, 24, 25, 195, 196]);
 }
+
+/// The pbm-2.15 fixture, written by the real PBM on the test server: backup
+/// 2026-11-26T11:41:08Z's collection dumps are loaded as they are, then its own oplog
+/// slice and the PITR chunk are replayed to T1 and on to T2. Every collection must hash
+/// as `expected.json` records; at T2 `shop.customers` must hash as the real PBM's own
+/// replay did (the server logs one document's new fields sorted; see the README).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pbm_fixture_pitr_replay_reaches_recorded_states() {
+    use rbm_storage::bson_stream::BsonReader;
+    use rbm_storage::codec::{decompress_reader, Compression};
+
+    let root = std::path::Path::new("/work/shared/fixtures/pbm-2.15");
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("expected.json")).expect("expected.json"),
+    )
+    .expect("expected.json parses");
+    let bdir = root.join("storage/2026-11-26T11:41:08Z/secantus");
+    let s = MongoServer::start().await;
+    let c = client(&s).await;
+
+    // The snapshot: user collections only (PBM's restore skips admin.pbm*).
+    for e in std::fs::read_dir(&bdir).expect("backup dir") {
+        let p = e.expect("entry").path();
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let Some(ns) = name.strip_suffix(".zst") else {
+            continue;
+        };
+        if ns.starts_with("admin.") {
+            continue;
+        }
+        let (db, coll) = ns.split_once('.').expect("ns");
+        let target = c.database(db).collection::<RawDocumentBuf>(coll);
+        target.drop().await.expect("drop");
+        let file = tokio::fs::File::open(&p).await.expect("open dump");
+        let mut r = BsonReader::new(decompress_reader(Box::new(file), Compression::Zstd));
+        let mut batch = Vec::new();
+        while let Some(d) = r.next().await.expect("dump reads") {
+            batch.push(d);
+            if batch.len() == 500 {
+                target
+                    .insert_many(std::mem::take(&mut batch))
+                    .await
+                    .expect("load");
+            }
+        }
+        if !batch.is_empty() {
+            target.insert_many(batch).await.expect("load");
+        }
+    }
+
+    let t = |time: u64, increment: u32| Timestamp {
+        time: time as u32,
+        increment,
+    };
+    let t1 = expected["pitr"]["T1_unix"].as_u64().expect("T1");
+    let t2 = expected["pitr"]["T2_unix"].as_u64().expect("T2");
+    let mut oplog_files: Vec<_> = std::fs::read_dir(bdir.join("oplog"))
+        .expect("oplog dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    oplog_files.sort();
+    oplog_files.push(
+        root.join("storage/pbmPitr/secantus/20261126/20261126114113-4.20261126114220-9.oplog.s2"),
+    );
+
+    let replay = |range: ReplayRange| {
+        let c = c.clone();
+        let files = oplog_files.clone();
+        async move {
+            let mut ap = Applier::new(c, ApplyOptions::default())
+                .await
+                .expect("applier");
+            for f in &files {
+                let comp = Compression::from_file_name(&f.to_string_lossy());
+                let file = tokio::fs::File::open(f).await.expect("open chunk");
+                replay_stream(&mut ap, decompress_reader(Box::new(file), comp), range)
+                    .await
+                    .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            }
+            ap.finish().await.expect("finish")
+        }
+    };
+    let check = |state: &serde_json::Value,
+                 got: &BTreeMap<String, (u64, String)>,
+                 except: Option<(&str, &serde_json::Value)>| {
+        let colls = state["collections"].as_object().expect("collections");
+        let want: BTreeMap<String, (u64, String)> = colls
+            .iter()
+            .map(|(ns, v)| {
+                let v = match except {
+                    Some((e, alt)) if e == ns => alt,
+                    _ => v,
+                };
+                (
+                    ns.clone(),
+                    (
+                        v["count"].as_u64().expect("count"),
+                        v["sha256"].as_str().expect("sha").to_string(),
+                    ),
+                )
+            })
+            .collect();
+        assert_eq!(got, &want);
+    };
+
+    // Backup's first write to T1 (PBM's --time is {T, 0}).
+    let stats = replay(ReplayRange {
+        start: t(1_795_693_268, 38),
+        end: t(t1, 0),
+    })
+    .await;
+    assert!(stats.transactions >= 1, "{stats:?}");
+    check(&expected["pitr"]["state_T1"], &state_hashes(&c).await, None);
+
+    let stats = replay(ReplayRange {
+        start: t(t1, 1),
+        end: t(t2, 0),
+    })
+    .await;
+    assert!(stats.transactions >= 1, "{stats:?}");
+    let pbm_t2 = &expected["verification_by_real_pbm"]["pitr restore --time=2026-11-26T11:41:37"]
+        ["restored_collection_hashes_where_data_differs"]["shop.customers"];
+    check(
+        &expected["pitr"]["state_T2"],
+        &state_hashes(&c).await,
+        Some(("shop.customers", pbm_t2)),
+    );
+}
