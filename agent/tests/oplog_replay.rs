@@ -2,7 +2,6 @@
 //! oplog in the pbm-legacy fixture.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use futures::TryStreamExt;
 use mongodb::bson::{doc, rawdoc, Bson, Document, RawDocumentBuf, Timestamp};
@@ -503,9 +502,8 @@ async fn skip_rules_filter_and_remap() {
         .await
         .expect("applier");
     let lsid = rawdoc! {"id": mongodb::bson::Binary::from_uuid(mongodb::bson::Uuid::new())};
-    for (i, id) in [1, 2, 3].iter().enumerate() {
-        let _ = i;
-        ap.apply(&rawdoc! {"op": "i", "ns": "t.c", "o": {"_id": *id}, "o2": {"_id": *id}, "ts": ts(20), "lsid": lsid.clone(), "txnNumber": 1_i64})
+    for id in [1, 2, 3] {
+        ap.apply(&rawdoc! {"op": "i", "ns": "t.c", "o": {"_id": id}, "o2": {"_id": id}, "ts": ts(20), "lsid": lsid.clone(), "txnNumber": 1_i64})
             .await
             .expect("txn entry");
     }
@@ -518,8 +516,6 @@ async fn skip_rules_filter_and_remap() {
         .await
         .expect("count");
     assert_eq!(n, 3);
-    let _ = Duration::from_secs(0);
-    let _ = Bson::Null;
 }
 
 /// Every entry of the real MongoDB 5.0 oplog in the pbm-legacy fixture (backup slices

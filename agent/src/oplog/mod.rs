@@ -8,7 +8,14 @@
 //!   [`Applier::finish`] applies what is still buffered and returns the counts
 //!   (transactions with no commit by the end are counted, not applied, as in PBM).
 //! - [`replay_stream`] feeds a decompressed chunk (concatenated BSON oplog entries) to an
-//!   applier.
+//!   applier. Chunks may repeat their boundary entries; the applier applies them once.
+//! - Sharded clusters (PBM's distributed-transaction exchange): after every shard's
+//!   replay, collect all shards' [`Applier::distributed_commits`], call
+//!   [`Applier::apply_committed_elsewhere`] on each shard's applier, then `finish`.
+//!
+//! Modules: [`apply`] (the applier), [`filter`] (PBM's skip rules, `--ns`, cloning),
+//! [`translate`] and [`update`] (entries as ordinary commands, for servers without
+//! `applyOps`), [`secantus`] (everything specific to the test server's oplog).
 
 pub mod apply;
 pub mod entry;
