@@ -80,6 +80,9 @@ pub struct ApplyOptions {
     pub drop_uuids: bool,
     /// Apply through ordinary commands even where the server has `applyOps`.
     pub force_commands: bool,
+    /// Selective replay also applies `admin.system.users`/`roles` changes of users and
+    /// roles defined in a wholly selected database (`--with-users-and-roles`).
+    pub users_and_roles: bool,
 }
 
 /// How entries reach the server.
@@ -191,6 +194,8 @@ fn code(e: &mongodb::error::Error) -> Option<i32> {
 
 /// CommandNotFound.
 const COMMAND_NOT_FOUND: i32 = 59;
+/// NamespaceExists.
+const NAMESPACE_EXISTS: i32 = 48;
 
 impl Applier {
     /// Probes once whether the server has `applyOps`.
@@ -329,7 +334,7 @@ impl Applier {
     }
 
     async fn handle_top(&mut self, op: &Op<'_>) -> Result<(), OplogError> {
-        if let Some(why) = filter::skip_reason(op, &self.opts.filter, self.clone.as_ref()) {
+        if let Some(why) = self.skip_reason(op) {
             tracing::trace!(entry = %op.id(), why, "oplog entry skipped");
             self.stats.skipped += 1;
             return Ok(());
@@ -346,7 +351,7 @@ impl Applier {
                     .ok_or_else(|| malformed(op.id(), "applyOps holds a non-document".into()))?;
                 let inner = Op::parse(raw).map_err(|e| malformed(op.id(), e))?;
                 let inner = Op { ts: op.ts, ..inner };
-                if filter::skip_reason(&inner, &self.opts.filter, self.clone.as_ref()).is_some() {
+                if self.skip_reason(&inner).is_some() {
                     self.stats.skipped += 1;
                     continue;
                 }
@@ -462,7 +467,7 @@ impl Applier {
                 ts: commit.ts,
                 ..op
             };
-            if filter::skip_reason(&op, &self.opts.filter, self.clone.as_ref()).is_some() {
+            if self.skip_reason(&op).is_some() {
                 self.stats.skipped += 1;
                 continue;
             }
@@ -518,6 +523,13 @@ impl Applier {
         Ok(())
     }
 
+    fn skip_reason(&self, op: &Op<'_>) -> Option<&'static str> {
+        if self.opts.users_and_roles && filter::is_selected_user_or_role(op, &self.opts.filter) {
+            return None;
+        }
+        filter::skip_reason(op, &self.opts.filter, self.clone.as_ref())
+    }
+
     fn rewrite(&self, op: &Op<'_>) -> Result<Option<RawDocumentBuf>, String> {
         let drop_uuid = self.mode == Mode::ApplyOps
             && (self.opts.drop_uuids || filter::drops_uuid(op.ns, op.o, op.op));
@@ -563,6 +575,19 @@ impl Applier {
             )
         );
         if self.mode == Mode::ApplyOps && !index_cmd {
+            let (db, coll) = op.db_coll();
+            if op.op == "i" && coll == "system.views" {
+                // PBM-921: applyOps cannot insert a view into a database that does not
+                // exist yet.
+                let a = Action::Command {
+                    db: db.to_string(),
+                    cmd: doc! {"create": "system.views"},
+                    done_codes: vec![NAMESPACE_EXISTS],
+                };
+                self.run_action(&a, None)
+                    .await
+                    .map_err(|e| server_err(&id, &a, e))?;
+            }
             if cmd == Some("create") {
                 if let Some(coll) = op.command_coll() {
                     // PBM's synthetic drop before create.
