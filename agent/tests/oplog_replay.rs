@@ -84,14 +84,7 @@ async fn catalog(c: &Client) -> BTreeMap<String, (Document, Vec<Document>)> {
                 while let Some(i) = cur.try_next().await.expect("listIndexes") {
                     idx.push(mongodb::bson::serialize_to_document(&i).expect("index doc"));
                 }
-                idx.sort_by_key(|d| {
-                    format!(
-                        "{:?}",
-                        d.get_document("options")
-                            .ok()
-                            .and_then(|o| o.get_str("name").ok())
-                    )
-                });
+                idx.sort_by_key(|d| d.to_string());
             }
             out.insert(format!("{db_name}.{name}"), (s, idx));
         }

@@ -12,6 +12,13 @@
 //! - Sharded clusters (PBM's distributed-transaction exchange): after every shard's
 //!   replay, collect all shards' [`Applier::distributed_commits`], call
 //!   [`Applier::apply_committed_elsewhere`] on each shard's applier, then `finish`.
+//! - Index commands (`createIndexes`, `commitIndexBuild`, `dropIndexes`, index `collMod`)
+//!   are applied as they come, where PBM records them in its index catalog and builds
+//!   after the replay: a restore builds the backup's indexes *before* replaying, so a
+//!   later `dropIndexes` in the oplog finds what it drops.
+//! - With `applyOps` (mongod) entries keep their `ui`: the restored collections must
+//!   carry the source UUIDs (as mongorestore's preserveUUID), or set
+//!   [`ApplyOptions::drop_uuids`].
 //!
 //! Modules: [`apply`] (the applier), [`filter`] (PBM's skip rules, `--ns`, cloning),
 //! [`translate`] and [`update`] (entries as ordinary commands, for servers without
