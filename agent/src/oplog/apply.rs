@@ -80,9 +80,6 @@ pub struct ApplyOptions {
     pub drop_uuids: bool,
     /// Apply through ordinary commands even where the server has `applyOps`.
     pub force_commands: bool,
-    /// Selective replay also applies `admin.system.users`/`roles` changes of users and
-    /// roles defined in a wholly selected database (`--with-users-and-roles`).
-    pub users_and_roles: bool,
 }
 
 /// How entries reach the server.
@@ -166,6 +163,7 @@ pub struct Applier {
     opts: ApplyOptions,
     clone: Option<CloneNs>,
     mode: Mode,
+    users_and_roles: bool,
     stats: ReplayStats,
     txns: HashMap<TxnKey, PendingTxn>,
     dist_commits: VecDeque<CommittedTxn>,
@@ -225,6 +223,7 @@ impl Applier {
             opts,
             clone,
             mode,
+            users_and_roles: false,
             stats: ReplayStats::default(),
             txns: HashMap::new(),
             dist_commits: VecDeque::new(),
@@ -232,6 +231,13 @@ impl Applier {
             last_ts: None,
             seen_at_last_ts: HashSet::new(),
         })
+    }
+
+    /// Selective replay also applies `admin.system.users`/`roles` changes of users and
+    /// roles defined in a wholly selected database (`--with-users-and-roles`; PBM's
+    /// `SetSelectiveUsersAndRolesRestore`).
+    pub fn set_users_and_roles(&mut self, on: bool) {
+        self.users_and_roles = on;
     }
 
     /// How entries reach this server.
@@ -524,7 +530,7 @@ impl Applier {
     }
 
     fn skip_reason(&self, op: &Op<'_>) -> Option<&'static str> {
-        if self.opts.users_and_roles && filter::is_selected_user_or_role(op, &self.opts.filter) {
+        if self.users_and_roles && filter::is_selected_user_or_role(op, &self.opts.filter) {
             return None;
         }
         filter::skip_reason(op, &self.opts.filter, self.clone.as_ref())
