@@ -24,12 +24,13 @@
 //! [`translate`] and [`update`] (entries as ordinary commands, for servers without
 //! `applyOps`), [`secantus`] (everything specific to the test server's oplog).
 
-pub mod apply;
 pub mod entry;
 pub mod filter;
 pub mod secantus;
 pub mod translate;
 pub mod update;
+// (kept last: other branches add their modules right after it)
+pub mod apply;
 
 pub use apply::{
     txn_id, Applier, ApplyOptions, CommittedTxn, EntryError, Mode, OplogError, ReplayStats,
