@@ -29,7 +29,7 @@ pub mod filter;
 pub mod secantus;
 pub mod translate;
 pub mod update;
-// (kept last: other branches add their modules right after it)
+// `apply` last: the backup branch adds `read` right after it.
 pub mod apply;
 
 pub use apply::{
