@@ -12,6 +12,14 @@ use rbm_agent::oplog::{
 };
 use rbm_e2e::{state_hashes, MongoServer};
 
+/// The shared fixtures (`RBM_FIXTURES` overrides), as `protocol/tests/pbm_fixtures.rs`.
+fn fixtures() -> std::path::PathBuf {
+    match std::env::var_os("RBM_FIXTURES") {
+        Some(p) => p.into(),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"),
+    }
+}
+
 async fn client(server: &MongoServer) -> Client {
     Client::with_uri_str(server.direct_uri())
         .await
@@ -518,9 +526,9 @@ async fn legacy_fixture_oplog_translates_completely() {
     use rbm_storage::bson_stream::BsonReader;
     use rbm_storage::codec::{decompress_reader, Compression};
 
-    let dir = std::path::Path::new("/work/shared/fixtures/pbm-legacy/pbm_disttxn_50");
+    let dir = fixtures().join("pbm-legacy/pbm_disttxn_50");
     let mut files = Vec::new();
-    for e in std::fs::read_dir(dir).expect("fixture dir") {
+    for e in std::fs::read_dir(&dir).expect("fixture dir") {
         let p = e.expect("entry").path();
         if p.to_string_lossy().ends_with(".oplog.s2") {
             files.push(p);
@@ -604,7 +612,7 @@ async fn replay_legacy_shards(c: &Client, end: Timestamp) -> (u64, u64, Vec<i64>
     use rbm_storage::codec::{decompress_reader, Compression};
 
     c.database("trx").drop().await.expect("drop trx");
-    let dir = std::path::Path::new("/work/shared/fixtures/pbm-legacy/pbm_disttxn_50/pbmPitr");
+    let dir = fixtures().join("pbm-legacy/pbm_disttxn_50/pbmPitr");
     // From the backup's last_write_ts, where its PITR chunks start.
     let range = ReplayRange {
         start: Timestamp {
@@ -722,7 +730,7 @@ async fn pbm_fixture_pitr_replay_reaches_recorded_states() {
     use rbm_storage::bson_stream::BsonReader;
     use rbm_storage::codec::{decompress_reader, Compression};
 
-    let root = std::path::Path::new("/work/shared/fixtures/pbm-2.15");
+    let root = fixtures().join("pbm-2.15");
     let expected: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(root.join("expected.json")).expect("expected.json"),
     )
