@@ -211,6 +211,10 @@ impl Applier {
             {
                 Ok(_) => Mode::ApplyOps,
                 Err(e) if code(&e) == Some(COMMAND_NOT_FOUND) => Mode::Commands,
+                // Any other server answer means the command exists (it may just not
+                // take an empty list); replay then fails on the first entry if it is
+                // not allowed to run it, naming that entry.
+                Err(e) if code(&e).is_some() => Mode::ApplyOps,
                 Err(e) => return Err(OplogError::Probe(e)),
             }
         };
