@@ -1,0 +1,442 @@
+//! Logical backup end to end: real SecantusDB, real `rbm-agent` processes, the real `rbm`
+//! CLI, filesystem and S3 (s3s-fs) storage. Every assertion reads what was stored back:
+//! objects are decompressed and their CRC-64 and size recomputed.
+
+mod agent_common;
+
+use agent_common::*;
+use futures::TryStreamExt;
+use mongodb::bson::{doc, Document};
+use mongodb::Client;
+use rbm_protocol::meta::archive::{ArchiveMetaV2, CollectionCrc, NamespaceType};
+use rbm_protocol::meta::BackupMeta;
+use rbm_storage::{Compression, DynStorage, StorageConf};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+
+async fn set_config(c: &Client, storage: &StorageConf, extra: Document) {
+    let mut d = doc! {"storage": mongodb::bson::serialize_to_bson(storage).expect("storage conf")};
+    d.extend(extra);
+    let coll = c.database("admin").collection::<Document>("pbmConfig");
+    coll.delete_many(doc! {}).await.expect("clear config");
+    coll.insert_one(d).await.expect("insert config");
+}
+
+async fn registered(c: &Client, n: usize) {
+    wait_for(
+        Duration::from_secs(40),
+        "agents with storage ok",
+        || async {
+            let docs = find_all(c, "pbmAgents", doc! {"stors.ok": true}).await;
+            (docs.len() == n).then_some(())
+        },
+    )
+    .await;
+}
+
+/// Runs `rbm <args>` against the server; returns (exit ok, stdout, stderr).
+fn rbm(server: &MongoServer, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rbm"))
+        .args(args)
+        .env("PBM_MONGODB_URI", server.uri())
+        .output()
+        .expect("run rbm");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Several databases with every kind of collection and index the server has.
+async fn rich_dataset(c: &Client) {
+    let shop = c.database("shop");
+    shop.create_collection("products")
+        .collation(
+            mongodb::options::Collation::builder()
+                .locale("en")
+                .strength(mongodb::options::CollationStrength::Secondary)
+                .build(),
+        )
+        .await
+        .expect("products");
+    let customers: Vec<Document> = (0..600)
+        .map(|i| doc! {"_id": i, "email": format!("c{i}@x.io"), "name": format!("Name {i}"), "tier": i % 3, "created": i * 7, "vat": if i % 5 == 0 { mongodb::bson::Bson::String(format!("V{i}")) } else { mongodb::bson::Bson::Null }})
+        .collect();
+    shop.collection::<Document>("customers")
+        .insert_many(customers)
+        .await
+        .expect("customers");
+    let orders: Vec<Document> = (0..900)
+        .map(|i| doc! {"cust": i % 600, "placed": i, "open": i % 2 == 0, "total": f64::from(i) * 1.5, "lines": [{"sku": format!("s{}", i % 50), "qty": i % 4}]})
+        .collect();
+    shop.collection::<Document>("orders")
+        .insert_many(orders)
+        .await
+        .expect("orders");
+    let products: Vec<Document> = (0..50)
+        .map(|i| doc! {"title": format!("Product {i}"), "price": i})
+        .collect();
+    shop.collection::<Document>("products")
+        .insert_many(products)
+        .await
+        .expect("products docs");
+    for (coll, idx) in [
+        (
+            "customers",
+            doc! {"key": {"email": 1}, "name": "email_1", "unique": true},
+        ),
+        (
+            "customers",
+            doc! {"key": {"name": 1}, "name": "name_ci", "collation": {"locale": "en", "strength": 2}},
+        ),
+        (
+            "customers",
+            doc! {"key": {"tier": 1, "created": -1}, "name": "tier_1_created_-1"},
+        ),
+        (
+            "customers",
+            doc! {"key": {"vat": 1}, "name": "vat_1", "sparse": true},
+        ),
+        (
+            "orders",
+            doc! {"key": {"cust": 1, "placed": -1}, "name": "cust_1_placed_-1"},
+        ),
+        (
+            "orders",
+            doc! {"key": {"expireAt": 1}, "name": "expireAt_1", "expireAfterSeconds": 3600},
+        ),
+        (
+            "orders",
+            doc! {"key": {"placed": 1}, "name": "open_orders", "partialFilterExpression": {"open": true}},
+        ),
+        ("products", doc! {"key": {"title": 1}, "name": "title_1"}),
+    ] {
+        shop.run_command(doc! {"createIndexes": coll, "indexes": [idx]})
+            .await
+            .expect("index");
+    }
+    shop.run_command(doc! {"create": "big_orders", "viewOn": "orders", "pipeline": [{"$match": {"total": {"$gt": 100}}}]})
+        .await
+        .expect("view");
+
+    let geo = c.database("geo");
+    geo.run_command(doc! {"create": "events", "capped": true, "size": 1_048_576, "max": 500})
+        .await
+        .expect("capped");
+    let events: Vec<Document> = (0..700).map(|i| doc! {"seq": i}).collect();
+    for e in events {
+        geo.collection::<Document>("events")
+            .insert_one(e)
+            .await
+            .expect("event");
+    }
+    let places: Vec<Document> = (0..300)
+        .map(|i| doc! {"loc": {"type": "Point", "coordinates": [f64::from(i % 180) - 90.0, f64::from(i % 90) - 45.0]}, "grid": [i % 100, i % 50], "kind": i % 4, "rating": i % 10})
+        .collect();
+    geo.collection::<Document>("places")
+        .insert_many(places)
+        .await
+        .expect("places");
+    geo.run_command(doc! {"createIndexes": "places", "indexes": [
+        {"key": {"loc": "2dsphere"}, "name": "loc_2dsphere"},
+        {"key": {"grid": "2d"}, "name": "grid_2d"},
+        {"key": {"kind": 1, "rating": -1}, "name": "kind_1_rating_-1"},
+    ]})
+    .await
+    .expect("geo indexes");
+
+    let misc = c.database("misc");
+    misc.run_command(doc! {"create": "validated", "validator": {"$jsonSchema": {"bsonType": "object", "required": ["n"]}}, "validationLevel": "moderate", "validationAction": "error"})
+        .await
+        .expect("validated");
+    let v: Vec<Document> = (0..200).map(|i| doc! {"n": i, "when": mongodb::bson::DateTime::from_millis(1_700_000_000_000 + i64::from(i)), "d": mongodb::bson::Decimal128::from_bytes([1; 16])}).collect();
+    misc.collection::<Document>("validated")
+        .insert_many(v)
+        .await
+        .expect("validated docs");
+    misc.run_command(doc! {"create": "empty"})
+        .await
+        .expect("empty");
+    let w: Vec<Document> = (0..100)
+        .map(|i| doc! {"attrs": {"a": i, "b": format!("x{i}")}, "h": i})
+        .collect();
+    misc.collection::<Document>("wild")
+        .insert_many(w)
+        .await
+        .expect("wild");
+    misc.run_command(doc! {"createIndexes": "wild", "indexes": [
+        {"key": {"attrs.$**": 1}, "name": "attrs_wild"},
+        {"key": {"h": 1}, "name": "h_hidden", "hidden": true},
+    ]})
+    .await
+    .expect("wild indexes");
+
+    shop.run_command(doc! {"createRole": "shop_reporter", "privileges": [{"resource": {"db": "shop", "collection": "orders"}, "actions": ["find"]}], "roles": []})
+        .await
+        .expect("role");
+    shop.run_command(
+        doc! {"createUser": "shop_app", "pwd": "s3cret", "roles": ["readWrite", "shop_reporter"]},
+    )
+    .await
+    .expect("user");
+    c.database("admin")
+        .run_command(doc! {"createUser": "ops", "pwd": "0ps", "roles": [{"role": "clusterMonitor", "db": "admin"}]})
+        .await
+        .expect("admin user");
+}
+
+async fn read_object(st: &DynStorage, name: &str) -> Vec<u8> {
+    let mut r = rbm_storage::codec::decompress_reader(
+        st.open(name)
+            .await
+            .unwrap_or_else(|e| panic!("open {name}: {e}")),
+        Compression::from_file_name(name),
+    );
+    let mut out = Vec::new();
+    r.read_to_end(&mut out)
+        .await
+        .unwrap_or_else(|e| panic!("read {name}: {e}"));
+    out
+}
+
+async fn backup_meta(c: &Client, name: &str) -> BackupMeta {
+    let d = find_all(c, "pbmBackups", doc! {"name": name})
+        .await
+        .into_iter()
+        .next()
+        .expect("backup meta");
+    mongodb::bson::deserialize_from_document(d).expect("decode meta")
+}
+
+fn name_from_output(out: &str) -> String {
+    let i = out
+        .find("Starting backup '")
+        .expect("backup name in output")
+        + "Starting backup '".len();
+    out[i..i + 20].to_string()
+}
+
+/// The stored backup is complete and self-consistent: every collection object's CRC and
+/// size equal meta.pbm's, metadata.json is derived from it, the oplog slice covers
+/// first..last write, `.pbm.json` equals the done meta. Returns meta.pbm.
+async fn check_stored_backup(
+    c: &Client,
+    st: &DynStorage,
+    name: &str,
+    rs: &str,
+    ext: &str,
+) -> ArchiveMetaV2 {
+    let meta = backup_meta(c, name).await;
+    assert_eq!(meta.status.as_str(), "done", "{meta:?}");
+    let statuses: Vec<&str> = meta.conditions.iter().map(|c| c.status.as_str()).collect();
+    assert_eq!(statuses, ["starting", "running", "dumpDone", "done"]);
+    let r = meta.replset(rs).expect("replset entry");
+    let rstat: Vec<&str> = r.conditions.iter().map(|c| c.status.as_str()).collect();
+    assert_eq!(rstat, ["running", "dumpDone", "done"]);
+    assert_eq!(r.dump_name, format!("{name}/{rs}/metadata.json"));
+    assert_eq!(r.oplog_name, format!("{name}/{rs}/oplog"));
+    assert_eq!(meta.first_write_ts, r.first_write_ts);
+    assert_eq!(meta.last_write_ts, r.last_write_ts);
+    assert!(
+        meta.first_write_ts.time > 1
+            && (meta.last_write_ts.time, meta.last_write_ts.increment)
+                > (meta.first_write_ts.time, meta.first_write_ts.increment)
+    );
+    assert!(meta.fcv.as_deref().is_some_and(|f| !f.is_empty()));
+
+    let json = String::from_utf8(read_object(st, &format!("{name}.pbm.json")).await).expect("utf8");
+    let stored = BackupMeta::from_pbm_json(&json).expect("pbm.json");
+    let mut want = meta.clone();
+    want.id = None;
+    assert_eq!(stored, want, "<name>.pbm.json is the final meta");
+    assert!(!json.contains("\"error\""), "{json}");
+
+    let archive =
+        ArchiveMetaV2::from_bson_bytes(&read_object(st, &format!("{name}/{rs}/meta.pbm")).await)
+            .expect("meta.pbm");
+    assert_eq!(archive.version, "2.15.0");
+    let v1 = String::from_utf8(read_object(st, &format!("{name}/{rs}/metadata.json")).await)
+        .expect("utf8");
+    assert_eq!(
+        v1,
+        rbm_agent::backup::archive::metadata_json(&archive, rbm_agent::backup::half_cpus() as i32)
+    );
+
+    let listed: Vec<String> = st
+        .list(&format!("{name}/"))
+        .map_ok(|o| o.name)
+        .try_collect()
+        .await
+        .expect("list");
+    let mut total_stored = 0u64;
+    for ns in &archive.namespaces {
+        let obj = format!("{name}/{rs}/{}{ext}", ns.ns());
+        if ns.kind != NamespaceType::Collection || ns.size == 0 {
+            assert!(!listed.contains(&obj), "no object for {obj}");
+            assert_eq!((ns.crc, ns.size), (0, 0));
+            continue;
+        }
+        let bytes = read_object(st, &obj).await;
+        let mut crc = CollectionCrc::new();
+        crc.update(&bytes);
+        assert_eq!(bytes.len() as i64, ns.size, "{obj} size");
+        assert_eq!(crc.finish(), ns.crc, "{obj} crc");
+        total_stored += st.stat(&obj).await.expect("stat").size;
+    }
+    let oplog: Vec<&String> = listed
+        .iter()
+        .filter(|n| n.starts_with(&format!("{name}/{rs}/oplog/")))
+        .collect();
+    assert!(!oplog.is_empty());
+    let last = oplog.last().expect("a slice");
+    let file = last.rsplit('/').next().expect("file");
+    let (s, e, x) = rbm_protocol::names::parse_backup_oplog_chunk_name(file).expect("slice name");
+    assert_eq!(x, ext);
+    assert_eq!(e, meta.last_write_ts);
+    let first = oplog[0].rsplit('/').next().expect("file");
+    assert_eq!(
+        rbm_protocol::names::parse_backup_oplog_chunk_name(first)
+            .expect("name")
+            .0,
+        meta.first_write_ts
+    );
+    let _ = s;
+    for o in &oplog {
+        total_stored += st.stat(o).await.expect("stat").size;
+    }
+    total_stored += st
+        .stat(&format!("{name}/{rs}/meta.pbm"))
+        .await
+        .expect("stat")
+        .size;
+    assert_eq!(
+        meta.size,
+        Some(total_stored as i64),
+        "size = every object but metadata.json"
+    );
+    archive
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_backup_to_filesystem_matches_pbm_layout() {
+    let server = MongoServer::start().await;
+    let c = client(&server).await;
+    rich_dataset(&c).await;
+    let store = tempfile::tempdir().expect("store");
+    let conf = rbm_e2e::fs_conf(store.path());
+    set_config(&c, &conf, doc! {}).await;
+    let _agent = Agent::start(&server, "n1:27017", "primary", &[]);
+    registered(&c, 1).await;
+
+    let (ok, out, err) = rbm(&server, &["backup", "--wait", "--compression", "s2"]);
+    assert!(ok, "rbm backup failed: {out}\n{err}\n{}", _agent.log());
+    let name = name_from_output(&out);
+    let st = rbm_storage::from_config(&conf, None)
+        .await
+        .expect("storage");
+    let archive = check_stored_backup(&c, &st, &name, "secantus", ".s2").await;
+
+    let spec = |ns: &str| {
+        archive
+            .namespaces
+            .iter()
+            .find(|n| n.ns() == ns)
+            .unwrap_or_else(|| panic!("{ns} in meta.pbm"))
+    };
+    // Kept: options of capped, validated and collated collections, views, every index.
+    let ev = spec("geo.events");
+    assert_eq!(ev.options.get_bool("capped").ok(), Some(true));
+    let val = spec("misc.validated");
+    assert!(val.options.contains_key("validator"), "{:?}", val.options);
+    assert_eq!(
+        val.options.get_str("validationLevel").ok(),
+        Some("moderate")
+    );
+    assert!(spec("shop.products").options.contains_key("collation"));
+    let view = spec("shop.big_orders");
+    assert_eq!(view.kind, NamespaceType::View);
+    assert_eq!(view.options.get_str("viewOn").ok(), Some("orders"));
+    assert!(view.indexes.is_empty());
+    let idx_names = |ns: &str| -> Vec<String> {
+        spec(ns)
+            .indexes
+            .iter()
+            .map(|i| i.get_str("name").expect("name").to_string())
+            .collect()
+    };
+    for (ns, want) in [
+        (
+            "shop.customers",
+            vec!["email_1", "name_ci", "tier_1_created_-1", "vat_1"],
+        ),
+        (
+            "shop.orders",
+            vec!["cust_1_placed_-1", "expireAt_1", "open_orders"],
+        ),
+        (
+            "geo.places",
+            vec!["loc_2dsphere", "grid_2d", "kind_1_rating_-1"],
+        ),
+        ("misc.wild", vec!["attrs_wild", "h_hidden"]),
+    ] {
+        let have = idx_names(ns);
+        for w in want {
+            assert!(have.iter().any(|h| h == w), "{ns}: {w} missing in {have:?}");
+        }
+    }
+    let cust = spec("shop.customers");
+    let ci = cust
+        .indexes
+        .iter()
+        .find(|i| i.get_str("name").ok() == Some("name_ci"))
+        .expect("name_ci");
+    assert!(ci.contains_key("collation"));
+    let keys: Vec<&String> = cust
+        .indexes
+        .iter()
+        .find(|i| i.get_str("name").ok() == Some("tier_1_created_-1"))
+        .expect("compound")
+        .get_document("key")
+        .expect("key")
+        .keys()
+        .collect();
+    assert_eq!(keys, ["tier", "created"], "compound key order kept");
+    assert!(spec("shop.orders")
+        .indexes
+        .iter()
+        .any(|i| i.contains_key("expireAfterSeconds")));
+    assert!(spec("shop.orders")
+        .indexes
+        .iter()
+        .any(|i| i.contains_key("partialFilterExpression")));
+    assert!(!spec("shop.customers").uuid.is_empty());
+    // Empty collections are listed but get no object.
+    assert_eq!(spec("misc.empty").size, 0);
+    // Users and roles went through admin.pbmRUsers / pbmRRoles and were dropped after.
+    assert!(spec("admin.pbmRUsers").size > 0 && spec("admin.pbmRRoles").size > 0);
+    let users = read_object(&st, &format!("{name}/secantus/admin.pbmRUsers.s2")).await;
+    let text = String::from_utf8_lossy(&users);
+    assert!(
+        text.contains("shop_app") && text.contains("ops"),
+        "users dumped"
+    );
+    let roles = String::from_utf8_lossy(
+        &read_object(&st, &format!("{name}/secantus/admin.pbmRRoles.s2")).await,
+    )
+    .into_owned();
+    assert!(roles.contains("shop_reporter"));
+    let admin_colls = c
+        .database("admin")
+        .list_collection_names()
+        .await
+        .expect("list admin");
+    assert!(
+        !admin_colls
+            .iter()
+            .any(|n| n == "pbmRUsers" || n == "pbmRRoles"),
+        "{admin_colls:?}"
+    );
+    // The lock is released.
+    assert!(find_all(&c, "pbmLock", doc! {}).await.is_empty());
+}
