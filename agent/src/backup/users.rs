@@ -115,19 +115,25 @@ pub async fn wait_for_write(node: &Client, ts: Timestamp) -> Result<(), BackupEr
 mod secantus {
     use super::*;
 
-    /// On mongod `admin.system.users` is a collection; SecantusDB shows a view.
+    /// On mongod, once a user or a custom role exists, `admin.system.users` or
+    /// `admin.system.roles` is a collection. SecantusDB lists neither as one (its users
+    /// view is not even listed), so when neither is a collection the catalog lives
+    /// elsewhere. (On a mongod with no users and no roles both ways find nothing.)
     pub async fn auth_catalog_is_view(c: &Client) -> Result<bool, BackupError> {
         let specs: Vec<Document> = c
             .database("admin")
-            .run_cursor_command(
-                doc! {"listCollections": 1, "filter": {"name": "system.users"}, "nameOnly": false},
-            )
+            .run_cursor_command(doc! {
+                "listCollections": 1,
+                "filter": {"name": {"$in": ["system.users", "system.roles"]}},
+            })
             .await
             .map_err(db("list admin.system.users".into()))?
             .try_collect()
             .await
             .map_err(db("list admin.system.users".into()))?;
-        Ok(specs.first().and_then(|s| s.get_str("type").ok()) == Some("view"))
+        Ok(!specs
+            .iter()
+            .any(|s| s.get_str("type").unwrap_or("collection") == "collection"))
     }
 
     pub async fn users_and_roles(
