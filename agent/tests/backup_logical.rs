@@ -440,3 +440,323 @@ async fn full_backup_to_filesystem_matches_pbm_layout() {
     // The lock is released.
     assert!(find_all(&c, "pbmLock", doc! {}).await.is_empty());
 }
+
+async fn small_dataset(c: &Client, colls: usize, docs: usize) {
+    for i in 0..colls {
+        let d: Vec<Document> = (0..docs)
+            .map(|j| doc! {"i": j as i64, "pad": "x".repeat(200)})
+            .collect();
+        c.database(if i % 2 == 0 { "alpha" } else { "beta" })
+            .collection::<Document>(&format!("c{i}"))
+            .insert_many(d)
+            .await
+            .expect("insert");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selective_backups_in_every_compression_respect_the_parallel_bound() {
+    let server = MongoServer::start().await;
+    let c = client(&server).await;
+    small_dataset(&c, 6, 300).await;
+    let store = tempfile::tempdir().expect("store");
+    let conf = rbm_e2e::fs_conf(store.path());
+    set_config(&c, &conf, doc! {}).await;
+    let agent = Agent::start(&server, "n1:27017", "primary", &[]);
+    registered(&c, 1).await;
+    let st = rbm_storage::from_config(&conf, None)
+        .await
+        .expect("storage");
+
+    for (i, comp) in ["none", "gzip", "snappy", "lz4", "s2", "zstd"]
+        .iter()
+        .enumerate()
+    {
+        let (ok, out, err) = rbm(
+            &server,
+            &[
+                "backup",
+                "--wait",
+                "--compression",
+                comp,
+                "--ns",
+                "alpha.*,beta.c1",
+                "--num-parallel-collections",
+                "2",
+            ],
+        );
+        assert!(ok, "{comp}: {out}\n{err}\n{}", agent.log());
+        let name = name_from_output(&out);
+        let ext = Compression::from_file_name(&format!(
+            "x.{}",
+            match *comp {
+                "none" => "",
+                "gzip" => "gz",
+                "snappy" => "snappy",
+                "lz4" => "lz4",
+                "s2" => "s2",
+                _ => "zst",
+            }
+        ))
+        .extension();
+        let archive = check_stored_backup(&c, &st, &name, "secantus", ext).await;
+        let mut nss: Vec<String> = archive.namespaces.iter().map(|n| n.ns()).collect();
+        nss.sort();
+        assert_eq!(
+            nss,
+            ["alpha.c0", "alpha.c2", "alpha.c4", "beta.c1"],
+            "{comp}"
+        );
+        let meta = backup_meta(&c, &name).await;
+        assert_eq!(meta.namespaces, ["alpha.*", "beta.c1"]);
+        assert_eq!(meta.compression, *comp);
+        // Waits between backups: names have second resolution.
+        if i + 1 < 6 {
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+        let logs = find_all(
+            &c,
+            "pbmLog",
+            doc! {"eobj": &name, "msg": {"$regex": "at most"}},
+        )
+        .await;
+        let msg = logs[0].get_str("msg").expect("msg").to_string();
+        let at_most: usize = msg
+            .split("at most ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|s| s.parse().ok())
+            .expect("figure");
+        assert!((1..=2).contains(&at_most), "{msg}");
+    }
+}
+
+/// A stuck backup is one the watchdog of another agent fails: kill -9 the agent that
+/// runs it mid-dump.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_agent_mid_backup_ends_in_error_without_leftovers() {
+    let server = MongoServer::start().await;
+    let c = client(&server).await;
+    small_dataset(&c, 2, 3000).await;
+    let store = tempfile::tempdir().expect("store");
+    let conf = rbm_e2e::fs_conf(store.path());
+    set_config(&c, &conf, doc! {}).await;
+    let slow = [(rbm_agent::backup::logical::TEST_THROTTLE_ENV, "300")];
+    // The secondary has the higher implicit priority, so it is nominated.
+    let mut runner = Agent::start(&server, "s1:27017", "secondary", &slow);
+    let _watcher = Agent::start(&server, "p1:27017", "primary", &[]);
+    registered(&c, 2).await;
+
+    let (ok, out, err) = rbm(&server, &["backup"]);
+    assert!(ok, "{out}\n{err}");
+    let name = name_from_output(&out);
+    wait_for(
+        Duration::from_secs(40),
+        "the dump to be under way",
+        || async {
+            let m = find_all(&c, "pbmBackups", doc! {"name": &name})
+                .await
+                .into_iter()
+                .next()?;
+            (m.get_str("status").ok()? == "running").then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(backup_meta(&c, &name).await.nomination[0].ack, "s1:27017");
+    runner.kill9();
+
+    let meta = wait_for(
+        Duration::from_secs(90),
+        "the backup to end as error",
+        || async {
+            let m = backup_meta(&c, &name).await;
+            (m.status.as_str() == "error").then_some(m)
+        },
+    )
+    .await;
+    assert!(
+        meta.error.as_deref().unwrap_or("").contains("s1:27017"),
+        "{:?}",
+        meta.error
+    );
+    assert!(
+        find_all(&c, "pbmLock", doc! {}).await.is_empty(),
+        "lock released"
+    );
+    let st = rbm_storage::from_config(&conf, None)
+        .await
+        .expect("storage");
+    wait_for(
+        Duration::from_secs(20),
+        "leftover files deleted",
+        || async {
+            let left = rbm_storage::list_all(st.as_ref(), &format!("{name}/"))
+                .await
+                .expect("list");
+            left.is_empty().then_some(())
+        },
+    )
+    .await;
+    assert!(
+        st.stat(&format!("{name}.pbm.json")).await.is_err(),
+        "no .pbm.json"
+    );
+    // A new backup can run.
+    let (ok, out, err) = rbm(&server, &["backup", "--wait"]);
+    assert!(ok, "{out}\n{err}\n{}", _watcher.log());
+}
+
+/// The filesystem storage breaks mid-upload (the backup's folder becomes a file): the
+/// backup ends in error and is never listed as done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filesystem_failing_mid_backup_ends_in_error() {
+    let server = MongoServer::start().await;
+    let c = client(&server).await;
+    small_dataset(&c, 2, 3000).await;
+    let store = tempfile::tempdir().expect("store");
+    let conf = rbm_e2e::fs_conf(store.path());
+    set_config(&c, &conf, doc! {}).await;
+    let agent = Agent::start(
+        &server,
+        "n1:27017",
+        "primary",
+        &[(rbm_agent::backup::logical::TEST_THROTTLE_ENV, "200")],
+    );
+    registered(&c, 1).await;
+    let (ok, out, err) = rbm(&server, &["backup"]);
+    assert!(ok, "{out}\n{err}");
+    let name = name_from_output(&out);
+    let dir = store.path().join(&name);
+    wait_for(Duration::from_secs(40), "the backup folder", || async {
+        dir.exists().then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    std::fs::remove_dir_all(&dir).expect("remove folder");
+    std::fs::write(&dir, b"in the way").expect("file in the way");
+
+    let meta = wait_for(Duration::from_secs(90), "the backup to fail", || async {
+        let m = backup_meta(&c, &name).await;
+        matches!(m.status.as_str(), "error" | "done").then_some(m)
+    })
+    .await;
+    assert_eq!(meta.status.as_str(), "error", "{}", agent.log());
+    assert!(!store.path().join(format!("{name}.pbm.json")).exists());
+    assert!(find_all(&c, "pbmLock", doc! {}).await.is_empty());
+    let (_, list, _) = rbm(&server, &["list"]);
+    assert!(!list.contains(&name) || list.contains("error"), "{list}");
+}
+
+/// A TCP relay in front of s3s-fs that can be cut, standing for an endpoint that goes away.
+struct Relay {
+    port: u16,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Relay {
+    async fn start(target: &str) -> Relay {
+        let target = target.trim_start_matches("http://").to_string();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let s = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut inbound, _) = tokio::select! {
+                    _ = s.cancelled() => return,
+                    r = l.accept() => match r { Ok(x) => x, Err(_) => return },
+                };
+                let target = target.clone();
+                let s2 = s.clone();
+                tokio::spawn(async move {
+                    let Ok(mut out) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = s2.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut out) => {}
+                    }
+                });
+            }
+        });
+        Relay { port, stop }
+    }
+}
+
+fn s3_conf_via(port: u16, prefix: &str) -> StorageConf {
+    let mut conf = rbm_e2e::s3_conf(Some(format!("http://127.0.0.1:{port}")));
+    if let Some(s3) = conf.s3.as_mut() {
+        s3.prefix = prefix.to_string();
+        s3.retryer = Some(rbm_protocol::config::Retryer {
+            num_max_retries: Some(1),
+            ..Default::default()
+        });
+    }
+    conf
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_backup_and_s3_going_away_mid_upload() {
+    let server = MongoServer::start().await;
+    let c = client(&server).await;
+    small_dataset(&c, 2, 3000).await;
+    let endpoint = rbm_e2e::require_env("RBM_TEST_S3_ENDPOINT");
+    let prefix = format!("bk-{}", std::process::id());
+    let relay = Relay::start(&endpoint).await;
+    let conf = s3_conf_via(relay.port, &prefix);
+    set_config(&c, &conf, doc! {}).await;
+    let agent = Agent::start(
+        &server,
+        "n1:27017",
+        "primary",
+        &[(rbm_agent::backup::logical::TEST_THROTTLE_ENV, "100")],
+    );
+    registered(&c, 1).await;
+
+    // Through the relay while it is up: a complete backup on S3.
+    let (ok, out, err) = rbm(&server, &["backup", "--wait", "--compression", "zstd"]);
+    assert!(ok, "{out}\n{err}\n{}", agent.log());
+    let good = name_from_output(&out);
+    let st = rbm_storage::from_config(&conf, None)
+        .await
+        .expect("storage");
+    check_stored_backup(&c, &st, &good, "secantus", ".zst").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let (ok, out, err) = rbm(&server, &["backup"]);
+    assert!(ok, "{out}\n{err}");
+    let name = name_from_output(&out);
+    wait_for(
+        Duration::from_secs(40),
+        "the dump to be under way",
+        || async {
+            let m = backup_meta(&c, &name).await;
+            (m.status.as_str() == "running").then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    relay.stop.cancel();
+    let meta = wait_for(Duration::from_secs(120), "the backup to fail", || async {
+        let m = backup_meta(&c, &name).await;
+        matches!(m.status.as_str(), "error" | "done").then_some(m)
+    })
+    .await;
+    assert_eq!(meta.status.as_str(), "error", "{}", agent.log());
+    assert!(find_all(&c, "pbmLock", doc! {}).await.is_empty());
+    // Nothing of it reads as a backup: no .pbm.json (checked on s3s-fs directly).
+    let direct = {
+        let mut conf = rbm_e2e::s3_conf(None);
+        if let Some(s3) = conf.s3.as_mut() {
+            s3.prefix = prefix.clone();
+        }
+        rbm_storage::from_config(&conf, None)
+            .await
+            .expect("direct storage")
+    };
+    assert!(direct.stat(&format!("{name}.pbm.json")).await.is_err());
+    assert!(direct.stat(&format!("{good}.pbm.json")).await.is_ok());
+}
