@@ -263,7 +263,7 @@ pub async fn dump_collection(
         let mut docs: u64 = 0;
         loop {
             docs += 1;
-            if !target.test_throttle.is_zero() && docs % 100 == 0 {
+            if !target.test_throttle.is_zero() && docs.is_multiple_of(100) {
                 tokio::time::sleep(target.test_throttle).await;
             }
             let bytes = cursor.current().as_bytes();
