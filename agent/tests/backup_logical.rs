@@ -439,6 +439,23 @@ async fn full_backup_to_filesystem_matches_pbm_layout() {
     );
     // The lock is released.
     assert!(find_all(&c, "pbmLock", doc! {}).await.is_empty());
+
+    // Same fields in the same order as the .pbm.json the real PBM 2.15 wrote.
+    let keys = |json: &str| -> (Vec<String>, Vec<String>) {
+        let tree = rbm_protocol::gojson::parse(json).expect("json");
+        let d = tree.as_document().expect("object").clone();
+        let rs = d.get_array("replsets").expect("replsets")[0]
+            .as_document()
+            .expect("rs")
+            .clone();
+        (d.keys().cloned().collect(), rs.keys().cloned().collect())
+    };
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/pbm-2.15/storage/2026-11-26T11:41:08Z.pbm.json");
+    let theirs = std::fs::read_to_string(fixture).expect("fixture");
+    let ours =
+        String::from_utf8(read_object(&st, &format!("{name}.pbm.json")).await).expect("utf8");
+    assert_eq!(keys(&ours), keys(&theirs));
 }
 
 async fn small_dataset(c: &Client, colls: usize, docs: usize) {
@@ -759,4 +776,108 @@ async fn s3_backup_and_s3_going_away_mid_upload() {
     };
     assert!(direct.stat(&format!("{name}.pbm.json")).await.is_err());
     assert!(direct.stat(&format!("{good}.pbm.json")).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_backup_stops_it_and_deletes_its_files() {
+    let server = MongoServer::start().await;
+    let c = client(&server).await;
+    small_dataset(&c, 2, 3000).await;
+    let store = tempfile::tempdir().expect("store");
+    let conf = rbm_e2e::fs_conf(store.path());
+    set_config(&c, &conf, doc! {}).await;
+    let agent = Agent::start(
+        &server,
+        "n1:27017",
+        "primary",
+        &[(rbm_agent::backup::logical::TEST_THROTTLE_ENV, "300")],
+    );
+    registered(&c, 1).await;
+    let uri = server.uri();
+    let waiting = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_rbm"))
+            .args(["backup", "--wait"])
+            .env("PBM_MONGODB_URI", uri)
+            .output()
+            .expect("rbm backup --wait")
+    });
+    let name = wait_for(Duration::from_secs(40), "a running backup", || async {
+        let m = find_all(&c, "pbmBackups", doc! {"status": "running"})
+            .await
+            .into_iter()
+            .next()?;
+        Some(m.get_str("name").ok()?.to_string())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (ok, out, err) = rbm(&server, &["cancel-backup"]);
+    assert!(ok, "{out}\n{err}");
+    let out = waiting.await.expect("join");
+    assert!(
+        !out.status.success(),
+        "--wait exits non-zero on a canceled backup"
+    );
+    let meta = backup_meta(&c, &name).await;
+    assert_eq!(meta.status.as_str(), "canceled", "{}", agent.log());
+    assert!(find_all(&c, "pbmLock", doc! {}).await.is_empty());
+    let st = rbm_storage::from_config(&conf, None)
+        .await
+        .expect("storage");
+    assert!(rbm_storage::list_all(st.as_ref(), &format!("{name}/"))
+        .await
+        .expect("list")
+        .is_empty());
+    assert!(st.stat(&format!("{name}.pbm.json")).await.is_err());
+}
+
+/// With no other agent alive, the waiting CLI is the one that notices the backup is stuck.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_cli_fails_a_backup_whose_agent_died() {
+    let server = MongoServer::start().await;
+    let c = client(&server).await;
+    small_dataset(&c, 2, 3000).await;
+    let store = tempfile::tempdir().expect("store");
+    set_config(&c, &rbm_e2e::fs_conf(store.path()), doc! {}).await;
+    let mut agent = Agent::start(
+        &server,
+        "n1:27017",
+        "primary",
+        &[(rbm_agent::backup::logical::TEST_THROTTLE_ENV, "300")],
+    );
+    registered(&c, 1).await;
+    let uri = server.uri();
+    let waiting = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_rbm"))
+            .args(["backup", "--wait"])
+            .env("PBM_MONGODB_URI", uri)
+            .output()
+            .expect("rbm backup --wait")
+    });
+    let name = wait_for(Duration::from_secs(40), "a running backup", || async {
+        let m = find_all(&c, "pbmBackups", doc! {"status": "running"})
+            .await
+            .into_iter()
+            .next()?;
+        Some(m.get_str("name").ok()?.to_string())
+    })
+    .await;
+    agent.kill9();
+    let out = tokio::time::timeout(Duration::from_secs(90), waiting)
+        .await
+        .expect("the CLI gave up in time")
+        .expect("join");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("stuck"), "{text}");
+    let meta = backup_meta(&c, &name).await;
+    assert_eq!(meta.status.as_str(), "error");
+    assert!(
+        find_all(&c, "pbmLock", doc! {}).await.is_empty(),
+        "stale lock removed"
+    );
+    assert!(!store.path().join(format!("{name}.pbm.json")).exists());
 }

@@ -126,29 +126,46 @@ pub async fn fail_stuck_backups(node: &Node, log: &PbmLog) -> Result<Vec<String>
             epoch: None,
         };
         log.write(Severity::Error, &ev, &msg).await;
-        match rbm_storage::from_config(&meta.store.storage, Some(&node.info.name)).await {
-            Ok(storage) => {
-                if let Err(e) =
-                    super::logical::delete_backup_files(storage.as_ref(), &meta.name).await
-                {
-                    log.write(
-                        Severity::Error,
-                        &ev,
-                        &format!("failed to delete the files of the failed backup: {e}"),
-                    )
-                    .await;
-                }
-            }
-            Err(e) => {
-                log.write(
-                    Severity::Error,
-                    &ev,
-                    &format!("open the backup's storage: {e}"),
-                )
-                .await;
-            }
-        }
+        delete_files(node, log, &meta).await;
         failed.push(meta.name);
     }
     Ok(failed)
+}
+
+/// Deletes the objects of a failed backup from the storage its meta names.
+async fn delete_files(node: &Node, log: &PbmLog, meta: &BackupMeta) {
+    let ev = Event {
+        event: "backup",
+        obj: &meta.name,
+        opid: &meta.opid,
+        epoch: None,
+    };
+    let res = match rbm_storage::from_config(&meta.store.storage, Some(&node.info.name)).await {
+        Ok(storage) => super::logical::delete_backup_files(storage.as_ref(), &meta.name).await,
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = res {
+        log.write(
+            Severity::Error,
+            &ev,
+            &format!("failed to delete the files of the failed backup: {e}"),
+        )
+        .await;
+    }
+}
+
+/// Deletes the objects of the backup with this OPID (a backup failed by someone else
+/// than the agent that ran it).
+pub async fn delete_files_of(node: &Node, log: &PbmLog, opid: &str) {
+    let found = node
+        .pbm
+        .database(DB)
+        .collection::<Document>(BACKUPS_COLLECTION)
+        .find_one(doc! {"opid": opid})
+        .await;
+    if let Ok(Some(raw)) = found {
+        if let Ok(meta) = bson::deserialize_from_document::<BackupMeta>(raw) {
+            delete_files(node, log, &meta).await;
+        }
+    }
 }

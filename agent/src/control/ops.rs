@@ -161,8 +161,12 @@ async fn fail_dead_op(ctx: &OpContext, old: &LockData) {
     ctx.log.write(Severity::Warning, &ev, &msg).await;
     if old.kind == Some(CommandKind::Backup) {
         let err = format!("lost agent {}: its lock went stale", old.node);
-        if let Err(e) = mark_backup_error(&ctx.node, doc! {"opid": &old.opid}, &err).await {
-            tracing::warn!("cannot mark backup {} failed: {e}", old.opid);
+        match mark_backup_error(&ctx.node, doc! {"opid": &old.opid}, &err).await {
+            Ok(true) => {
+                crate::backup::watchdog::delete_files_of(&ctx.node, &ctx.log, &old.opid).await
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!("cannot mark backup {} failed: {e}", old.opid),
         }
     }
 }
