@@ -172,6 +172,19 @@ async fn rich_dataset(c: &Client) {
     .await
     .expect("wild indexes");
 
+    misc.run_command(
+        doc! {"create": "metrics", "timeseries": {"timeField": "t", "metaField": "m"}},
+    )
+    .await
+    .expect("timeseries");
+    let m: Vec<Document> = (0..50)
+        .map(|i| doc! {"t": mongodb::bson::DateTime::from_millis(1_700_000_000_000 + i64::from(i) * 1000), "m": i % 3, "v": i})
+        .collect();
+    misc.collection::<Document>("metrics")
+        .insert_many(m)
+        .await
+        .expect("metrics");
+
     shop.run_command(doc! {"createRole": "shop_reporter", "privileges": [{"resource": {"db": "shop", "collection": "orders"}, "actions": ["find"]}], "roles": []})
         .await
         .expect("role");
@@ -411,6 +424,10 @@ async fn full_backup_to_filesystem_matches_pbm_layout() {
         .iter()
         .any(|i| i.contains_key("partialFilterExpression")));
     assert!(!spec("shop.customers").uuid.is_empty());
+    // A time-series collection keeps its options and its data.
+    let ts = spec("misc.metrics");
+    assert!(ts.options.contains_key("timeseries"), "{:?}", ts.options);
+    assert!(ts.size > 0);
     // Empty collections are listed but get no object.
     assert_eq!(spec("misc.empty").size, 0);
     // Users and roles went through admin.pbmRUsers / pbmRRoles and were dropped after.
@@ -880,4 +897,101 @@ async fn waiting_cli_fails_a_backup_whose_agent_died() {
         "stale lock removed"
     );
     assert!(!store.path().join(format!("{name}.pbm.json")).exists());
+}
+
+/// The oracle of a consistent logical backup: every write between `first_write_ts` and
+/// `last_write_ts` is in the stored oplog slices (several, with a short span), and the
+/// slices chain without gaps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oplog_slices_cover_every_write_of_the_backup_window() {
+    let server = MongoServer::start().await;
+    let c = client(&server).await;
+    small_dataset(&c, 2, 3000).await;
+    let store = tempfile::tempdir().expect("store");
+    let conf = rbm_e2e::fs_conf(store.path());
+    set_config(&c, &conf, doc! {"backup": {"oplogSpanMin": 0.04}}).await;
+    let agent = Agent::start(
+        &server,
+        "n1:27017",
+        "primary",
+        &[(rbm_agent::backup::logical::TEST_THROTTLE_ENV, "250")],
+    );
+    registered(&c, 1).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let writer = {
+        let c = c.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut k = 0i64;
+            while !stop.is_cancelled() {
+                c.database("live")
+                    .collection::<Document>("w")
+                    .insert_one(doc! {"_id": k})
+                    .await
+                    .expect("write");
+                k += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            k
+        })
+    };
+    let (ok, out, err) = rbm(&server, &["backup", "--wait", "--compression", "lz4"]);
+    stop.cancel();
+    let written = writer.await.expect("writer");
+    assert!(ok, "{out}\n{err}\n{}", agent.log());
+    assert!(written > 20);
+    let name = name_from_output(&out);
+    let st = rbm_storage::from_config(&conf, None)
+        .await
+        .expect("storage");
+    check_stored_backup(&c, &st, &name, "secantus", ".lz4").await;
+    let meta = backup_meta(&c, &name).await;
+
+    let slices = rbm_storage::list_all(st.as_ref(), &format!("{name}/secantus/oplog/"))
+        .await
+        .expect("list");
+    assert!(slices.len() >= 2, "a slice per span: {slices:?}");
+    let mut prev_end = meta.first_write_ts;
+    let mut stored_ids = std::collections::BTreeSet::new();
+    for s in &slices {
+        let file = s.name.rsplit('/').next().expect("file");
+        let (start, end, _) =
+            rbm_protocol::names::parse_backup_oplog_chunk_name(file).expect("name");
+        assert_eq!(start, prev_end, "slices chain without gaps");
+        prev_end = end;
+        let bytes = read_object(&st, &s.name).await;
+        let mut r = rbm_storage::bson_stream::BsonReader::new(&bytes[..]);
+        while let Some(e) = r.next().await.expect("entry") {
+            let ts = e.get_timestamp("ts").expect("ts");
+            assert!(
+                (ts.time, ts.increment) >= (start.time, start.increment)
+                    && (ts.time, ts.increment) <= (end.time, end.increment)
+            );
+            assert_ne!(e.get_str("op").expect("op"), "n", "noops are left out");
+            if e.get_str("ns").ok() == Some("live.w") && e.get_str("op").ok() == Some("i") {
+                stored_ids.insert(e.get_document("o").expect("o").get_i64("_id").expect("_id"));
+            }
+        }
+    }
+    assert_eq!(prev_end, meta.last_write_ts);
+    // What the server's own oplog says was written in the window.
+    let (f, l) = (meta.first_write_ts, meta.last_write_ts);
+    let want: std::collections::BTreeSet<i64> = c
+        .database("local")
+        .collection::<Document>("oplog.rs")
+        .find(doc! {"ns": "live.w", "op": "i", "ts": {"$gte": f, "$lte": l}})
+        .await
+        .expect("oplog")
+        .try_collect::<Vec<Document>>()
+        .await
+        .expect("oplog")
+        .iter()
+        .map(|e| e.get_document("o").expect("o").get_i64("_id").expect("_id"))
+        .collect();
+    assert!(
+        want.len() > 10,
+        "writes happened during the backup: {}",
+        want.len()
+    );
+    assert_eq!(stored_ids, want);
 }
