@@ -995,3 +995,61 @@ async fn oplog_slices_cover_every_write_of_the_backup_window() {
     );
     assert_eq!(stored_ids, want);
 }
+
+fn peak_rss_of(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .expect("VmHWM")
+        * 1024
+}
+
+/// Collections are streamed, not buffered: dumping a collection several times larger
+/// than the agent's whole peak memory works, with the memory bound holding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dump_memory_stays_bounded_by_the_pipeline_not_the_collection() {
+    let server = MongoServer::start().await;
+    let c = client(&server).await;
+    let big = c.database("big").collection::<Document>("blobs");
+    let pad: String = (0..16_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    for chunk in 0..16 {
+        let docs: Vec<Document> = (0..500)
+            .map(|i| doc! {"_id": chunk * 500 + i, "pad": &pad})
+            .collect();
+        big.insert_many(docs).await.expect("insert");
+    }
+    let store = tempfile::tempdir().expect("store");
+    set_config(&c, &rbm_e2e::fs_conf(store.path()), doc! {}).await;
+    let agent = Agent::start(&server, "n1:27017", "primary", &[]);
+    registered(&c, 1).await;
+    let before = peak_rss_of(agent.pid());
+    let (ok, out, err) = rbm(
+        &server,
+        &["backup", "--wait", "--compression", "none", "--ns", "big.*"],
+    );
+    assert!(ok, "{out}\n{err}\n{}", agent.log());
+    let name = name_from_output(&out);
+    let dumped = std::fs::metadata(store.path().join(&name).join("secantus/big.blobs"))
+        .expect("object")
+        .len();
+    let peak = peak_rss_of(agent.pid());
+    eprintln!(
+        "agent peak RSS {} MiB (before the backup {} MiB), collection {} MiB",
+        peak >> 20,
+        before >> 20,
+        dumped >> 20
+    );
+    assert!(dumped > 120 << 20, "{dumped}");
+    // The pipeline (a few read batches of ~4 MiB, the pipe, the upload buffer) is what
+    // costs memory; the collection is more than twice that growth.
+    assert!(
+        peak - before < 64 << 20,
+        "peak RSS grew by {} MiB dumping a {} MiB collection",
+        (peak - before) >> 20,
+        dumped >> 20
+    );
+}

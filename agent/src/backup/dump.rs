@@ -19,8 +19,12 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// Documents per `getMore`.
+/// Most documents per `getMore` (small documents).
 const BATCH: u32 = 10_000;
+/// Documents per `getMore` when their size is unknown.
+const BATCH_SMALL: u32 = 1_000;
+/// Bytes a batch should hold.
+const BATCH_BYTES: u64 = 4 << 20;
 /// Bytes gathered before they are handed to the codec.
 const FLUSH: usize = 256 << 10;
 /// Handed-over buffers waiting for the codec.
@@ -199,26 +203,49 @@ fn is_collection_dropped(e: &mongodb::error::Error) -> bool {
     crate::control::command_code(e) == Some(26) || e.to_string().contains("collection dropped")
 }
 
-/// Size hint from `collStats`: the data size for an uncompressed dump, the on-disk
-/// (compressed) size otherwise, as PBM.
-async fn size_hint(node: &Client, ns: &NamespaceV2, c: Compression) -> Option<u64> {
-    let r = node
+/// What `collStats` says about a collection, for sizing the read and the upload.
+#[derive(Debug, Clone, Copy, Default)]
+struct CollSizes {
+    /// PBM's upload hint: the data size for an uncompressed dump, the on-disk
+    /// (compressed) size otherwise.
+    hint: Option<u64>,
+    avg_obj_size: Option<u64>,
+}
+
+async fn coll_sizes(node: &Client, ns: &NamespaceV2, c: Compression) -> CollSizes {
+    let Ok(r) = node
         .database(&ns.db)
         .run_command(doc! {"collStats": &ns.name})
         .await
-        .ok()?;
-    let key = if c == Compression::None {
-        "size"
-    } else {
-        "storageSize"
+    else {
+        return CollSizes::default();
     };
-    let v = match r.get(key)? {
-        bson::Bson::Int32(n) => i64::from(*n),
-        bson::Bson::Int64(n) => *n,
-        bson::Bson::Double(f) => *f as i64,
-        _ => return None,
+    let num = |key: &str| -> Option<u64> {
+        let v = match r.get(key)? {
+            bson::Bson::Int32(n) => i64::from(*n),
+            bson::Bson::Int64(n) => *n,
+            bson::Bson::Double(f) => *f as i64,
+            _ => return None,
+        };
+        u64::try_from(v).ok().filter(|v| *v > 0)
     };
-    u64::try_from(v).ok().filter(|v| *v > 0)
+    CollSizes {
+        hint: num(if c == Compression::None {
+            "size"
+        } else {
+            "storageSize"
+        }),
+        avg_obj_size: num("avgObjSize"),
+    }
+}
+
+/// Documents per batch: about [`BATCH_BYTES`] of them, so that a server that does not cap
+/// its replies at 16 MiB cannot make one reply hold a whole collection.
+fn batch_size(avg_obj_size: Option<u64>) -> u32 {
+    match avg_obj_size {
+        Some(avg) => (BATCH_BYTES / avg.max(1)).clamp(1, u64::from(BATCH)) as u32,
+        None => BATCH_SMALL,
+    }
 }
 
 /// Dumps one collection into its object. An empty collection gets no object.
@@ -229,7 +256,12 @@ pub async fn dump_collection(
 ) -> Result<Dumped, BackupError> {
     let name = ns.ns();
     let coll = node.database(&ns.db).collection::<RawDocumentBuf>(&ns.name);
-    let mut cursor = match coll.find(doc! {}).batch_size(BATCH).await {
+    let sizes = coll_sizes(node, ns, target.compression).await;
+    let mut cursor = match coll
+        .find(doc! {})
+        .batch_size(batch_size(sizes.avg_obj_size))
+        .await
+    {
         Ok(c) => c,
         Err(e) if is_collection_dropped(&e) => return Ok(Dumped::default()),
         Err(e) => {
@@ -253,7 +285,7 @@ pub async fn dump_collection(
         }
     }
     let object = target.object(ns);
-    let hint = size_hint(node, ns, target.compression).await;
+    let hint = sizes.hint;
     let (mut sink, reader) = doc_pipe();
     let input = rbm_storage::codec::compress_reader(reader, target.compression, target.level);
     let save = target.storage.save(&object, input, hint, &target.cancel);

@@ -8,8 +8,9 @@ use bson::{doc, RawDocumentBuf, Timestamp};
 use mongodb::options::ReadConcern;
 use mongodb::{Client, Cursor};
 
-/// Documents per `getMore`: big batches make the copy a sequence of large reads.
-const BATCH: u32 = 10_000;
+/// Entries per `getMore`: large reads, yet bounded when entries are large (a server
+/// that does not cap replies at 16 MiB would otherwise send the whole range at once).
+const BATCH: u32 = 1_000;
 
 /// Errors reading the oplog.
 #[derive(Debug, thiserror::Error)]
