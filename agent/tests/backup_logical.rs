@@ -443,6 +443,22 @@ async fn full_backup_to_filesystem_matches_pbm_layout() {
     )
     .into_owned();
     assert!(roles.contains("shop_reporter"));
+    // The shapes of mongod's system.users / system.roles (and of PBM's copies).
+    let first_doc = |b: &[u8]| mongodb::bson::Document::from_reader(b).expect("doc");
+    let u = first_doc(&users);
+    assert_eq!(
+        u.get_str("_id").expect("_id"),
+        format!(
+            "{}.{}",
+            u.get_str("db").expect("db"),
+            u.get_str("user").expect("user")
+        )
+    );
+    assert!(u.contains_key("roles"));
+    let r = first_doc(&read_object(&st, &format!("{name}/secantus/admin.pbmRRoles.s2")).await);
+    assert_eq!(r.get_str("_id").expect("_id"), "shop.shop_reporter");
+    let rkeys: Vec<&String> = r.keys().collect();
+    assert_eq!(rkeys, ["_id", "role", "db", "privileges", "roles"]);
     let admin_colls = c
         .database("admin")
         .list_collection_names()
