@@ -473,6 +473,28 @@ async fn full_backup_to_filesystem_matches_pbm_layout() {
     // The lock is released.
     assert!(find_all(&c, "pbmLock", doc! {}).await.is_empty());
 
+    // The CLI lists it as done and describes its collections from the storage.
+    let (ok, list, err) = rbm(&server, &["list"]);
+    assert!(ok && list.contains(&name), "{list}\n{err}");
+    let (ok, desc, err) = rbm(
+        &server,
+        &["describe-backup", &name, "--with-collections", "-o", "json"],
+    );
+    assert!(ok, "{desc}\n{err}");
+    assert!(
+        desc.contains("shop.customers") && desc.contains("\"status\": \"done\"")
+            || desc.contains("\"status\":\"done\""),
+        "{desc}"
+    );
+    // Other backup types are refused with a clear error, and the CLI exits non-zero.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (ok, out, err) = rbm(&server, &["backup", "--type", "physical", "--wait"]);
+    assert!(!ok, "{out}");
+    assert!(
+        format!("{out}{err}").contains("not available in this rbm build"),
+        "{out}\n{err}"
+    );
+
     // Same fields in the same order as the .pbm.json the real PBM 2.15 wrote.
     let keys = |json: &str| -> (Vec<String>, Vec<String>) {
         let tree = rbm_protocol::gojson::parse(json).expect("json");
@@ -767,7 +789,17 @@ async fn s3_backup_and_s3_going_away_mid_upload() {
     registered(&c, 1).await;
 
     // Through the relay while it is up: a complete backup on S3.
-    let (ok, out, err) = rbm(&server, &["backup", "--wait", "--compression", "zstd"]);
+    let (ok, out, err) = rbm(
+        &server,
+        &[
+            "backup",
+            "--wait",
+            "--compression",
+            "zstd",
+            "--compression-level",
+            "3",
+        ],
+    );
     assert!(ok, "{out}\n{err}\n{}", agent.log());
     let good = name_from_output(&out);
     let st = rbm_storage::from_config(&conf, None)
