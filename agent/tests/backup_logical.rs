@@ -1101,3 +1101,57 @@ async fn dump_memory_stays_bounded_by_the_pipeline_not_the_collection() {
         dumped >> 20
     );
 }
+
+/// SIGTERM mid-backup: the agent stops the dump, fails the backup, deletes its files and
+/// releases the lock before it exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_backup_fails_it_cleanly() {
+    let server = MongoServer::start().await;
+    let c = client(&server).await;
+    small_dataset(&c, 2, 3000).await;
+    let store = tempfile::tempdir().expect("store");
+    let conf = rbm_e2e::fs_conf(store.path());
+    set_config(&c, &conf, doc! {}).await;
+    let mut agent = Agent::start(
+        &server,
+        "n1:27017",
+        "primary",
+        &[(rbm_agent::backup::logical::TEST_THROTTLE_ENV, "300")],
+    );
+    registered(&c, 1).await;
+    let (ok, out, err) = rbm(&server, &["backup"]);
+    assert!(ok, "{out}\n{err}");
+    let name = name_from_output(&out);
+    wait_for(
+        Duration::from_secs(40),
+        "the dump to be under way",
+        || async { (backup_meta(&c, &name).await.status.as_str() == "running").then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    agent.signal("-TERM");
+    assert!(
+        agent.wait(Duration::from_secs(40)).success(),
+        "{}",
+        agent.log()
+    );
+    let meta = backup_meta(&c, &name).await;
+    assert_eq!(meta.status.as_str(), "error");
+    assert!(
+        meta.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("shutting down"),
+        "{:?}",
+        meta.error
+    );
+    assert!(find_all(&c, "pbmLock", doc! {}).await.is_empty());
+    let st = rbm_storage::from_config(&conf, None)
+        .await
+        .expect("storage");
+    assert!(rbm_storage::list_all(st.as_ref(), &format!("{name}/"))
+        .await
+        .expect("list")
+        .is_empty());
+    assert!(st.stat(&format!("{name}.pbm.json")).await.is_err());
+}
