@@ -1155,3 +1155,37 @@ async fn sigterm_mid_backup_fails_it_cleanly() {
         .is_empty());
     assert!(st.stat(&format!("{name}.pbm.json")).await.is_err());
 }
+
+/// `--profile`: the backup goes to the profile's storage and its meta says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_to_a_storage_profile() {
+    let server = MongoServer::start().await;
+    let c = client(&server).await;
+    small_dataset(&c, 2, 100).await;
+    let main = tempfile::tempdir().expect("main store");
+    let other = tempfile::tempdir().expect("profile store");
+    set_config(&c, &rbm_e2e::fs_conf(main.path()), doc! {}).await;
+    let pconf = rbm_e2e::fs_conf(other.path());
+    c.database("admin")
+        .collection::<Document>("pbmConfig")
+        .insert_one(doc! {"name": "second", "profile": true, "storage": mongodb::bson::serialize_to_bson(&pconf).expect("conf")})
+        .await
+        .expect("profile");
+    let agent = Agent::start(&server, "n1:27017", "primary", &[]);
+    registered(&c, 1).await;
+    let (ok, out, err) = rbm(&server, &["backup", "--wait", "--profile", "second"]);
+    assert!(ok, "{out}\n{err}\n{}", agent.log());
+    let name = name_from_output(&out);
+    let st = rbm_storage::from_config(&pconf, None)
+        .await
+        .expect("storage");
+    check_stored_backup(&c, &st, &name, "secantus", ".s2").await;
+    let meta = backup_meta(&c, &name).await;
+    assert_eq!(meta.store.name, "second");
+    assert!(meta.store.is_profile);
+    assert_eq!(meta.store.storage, pconf);
+    assert!(
+        !main.path().join(&name).exists(),
+        "nothing on the main storage"
+    );
+}
