@@ -495,6 +495,33 @@ async fn full_backup_to_filesystem_matches_pbm_layout() {
         "{out}\n{err}"
     );
 
+    // The storage was initialised as PBM does.
+    assert_eq!(read_object(&st, ".pbm.init").await, b"2.15.0");
+
+    // Selective with users and roles: only those of the selected databases.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (ok, out, err) = rbm(
+        &server,
+        &[
+            "backup",
+            "--wait",
+            "--ns",
+            "shop.*",
+            "--with-users-and-roles",
+        ],
+    );
+    assert!(ok, "{out}\n{err}");
+    let sel = name_from_output(&out);
+    let sel_archive = check_stored_backup(&c, &st, &sel, "secantus", ".s2").await;
+    assert!(sel_archive
+        .namespaces
+        .iter()
+        .all(|n| n.db == "shop" || n.name == "pbmRUsers" || n.name == "pbmRRoles"));
+    let sel_users = read_object(&st, &format!("{sel}/secantus/admin.pbmRUsers.s2")).await;
+    let sel_users = String::from_utf8_lossy(&sel_users);
+    assert!(sel_users.contains("shop_app") && !sel_users.contains("clusterMonitor"));
+    assert!(backup_meta(&c, &sel).await.sel_users_and_roles);
+
     // Same fields in the same order as the .pbm.json the real PBM 2.15 wrote.
     let keys = |json: &str| -> (Vec<String>, Vec<String>) {
         let tree = rbm_protocol::gojson::parse(json).expect("json");
