@@ -972,6 +972,10 @@ async fn waiting_cli_fails_a_backup_whose_agent_died() {
         "stale lock removed"
     );
     assert!(!store.path().join(format!("{name}.pbm.json")).exists());
+    assert!(
+        !store.path().join(&name).exists(),
+        "the CLI deleted the partial backup"
+    );
 }
 
 /// The oracle of a consistent logical backup: every write between `first_write_ts` and
