@@ -85,7 +85,14 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
         node: node.clone(),
         log: log.clone(),
         hold: settings.test_op_hold,
+        backups: Default::default(),
     };
+    // Outside `tasks`: the shutdown order below takes the first task to end for intake.
+    let watchdog = tokio::spawn(crate::backup::watchdog::run(
+        node.clone(),
+        log.clone(),
+        shutdown.clone(),
+    ));
     tasks.spawn(intake::run(ctx, settings.poll_interval, shutdown.clone()));
     let hb_cancel = CancellationToken::new();
     {
@@ -120,6 +127,9 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
             intake_done = true;
             hb_cancel.cancel();
         }
+    }
+    if let Err(e) = watchdog.await {
+        tracing::error!("the stuck-backup watchdog failed: {e}");
     }
     log.write(
         Severity::Info,

@@ -31,6 +31,7 @@ pub mod translate;
 pub mod update;
 // `apply` last: the backup branch adds `read` right after it.
 pub mod apply;
+pub mod read;
 
 pub use apply::{
     txn_id, Applier, ApplyOptions, CommittedTxn, EntryError, Mode, OplogError, ReplayStats,
