@@ -233,3 +233,81 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free local port")
 }
+
+/// Count and SHA-256 (hex) of one collection by the fixtures' canonical hash rule
+/// (`/work/shared/fixtures/pbm-2.15/README.md`): the raw BSON bytes of every document
+/// as the server returns them, sorted by the raw bytes of the `_id` element (type byte,
+/// `_id\0`, value), concatenated. Field order matters, as in a byte-exact restore.
+///
+/// # Panics
+/// On any server error: this is a test helper.
+pub async fn collection_hash(coll: &mongodb::Collection<bson::RawDocumentBuf>) -> (u64, String) {
+    use futures::TryStreamExt;
+    use sha2::Digest;
+
+    let mut docs: Vec<(Vec<u8>, bson::RawDocumentBuf)> = coll
+        .find(bson::doc! {})
+        .await
+        .unwrap_or_else(|e| panic!("find on {}: {e}", coll.namespace()))
+        .map_ok(|d| (id_element_bytes(&d), d))
+        .try_collect()
+        .await
+        .unwrap_or_else(|e| panic!("reading {}: {e}", coll.namespace()));
+    docs.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut h = sha2::Sha256::new();
+    for (_, d) in &docs {
+        h.update(d.as_bytes());
+    }
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    (docs.len() as u64, hex)
+}
+
+/// The raw `_id` element of `doc`, re-encoded from its value: BSON encoding of a value is
+/// unique, so this equals the element's bytes in the document.
+fn id_element_bytes(doc: &bson::RawDocument) -> Vec<u8> {
+    let Ok(Some(id)) = doc.get("_id") else {
+        return Vec::new();
+    };
+    let mut one = bson::RawDocumentBuf::new();
+    one.append(bson::raw::cstr!("_id"), id);
+    let b = one.as_bytes();
+    // Strip the 4-byte length and the trailing NUL: what is left is the element.
+    b[4..b.len() - 1].to_vec()
+}
+
+/// `ns -> (count, sha256 hex)` of every collection on the server, excluding the `admin`,
+/// `local` and `config` databases, `system.*` collections and views (the fixtures' rule).
+///
+/// # Panics
+/// On any server error: this is a test helper.
+pub async fn state_hashes(
+    client: &mongodb::Client,
+) -> std::collections::BTreeMap<String, (u64, String)> {
+    let mut out = std::collections::BTreeMap::new();
+    let dbs = client.list_database_names().await.expect("listDatabases");
+    for db_name in dbs {
+        if matches!(db_name.as_str(), "admin" | "local" | "config") {
+            continue;
+        }
+        let db = client.database(&db_name);
+        let specs = db
+            .run_command(bson::doc! {"listCollections": 1, "filter": {"type": "collection"}})
+            .await
+            .unwrap_or_else(|e| panic!("listCollections on {db_name}: {e}"));
+        let batch = specs
+            .get_document("cursor")
+            .and_then(|c| c.get_array("firstBatch"))
+            .unwrap_or_else(|e| panic!("listCollections reply on {db_name}: {e}"));
+        for spec in batch {
+            let Some(name) = spec.as_document().and_then(|d| d.get_str("name").ok()) else {
+                continue;
+            };
+            if name.starts_with("system.") {
+                continue;
+            }
+            let coll = db.collection::<bson::RawDocumentBuf>(name);
+            out.insert(format!("{db_name}.{name}"), collection_hash(&coll).await);
+        }
+    }
+    out
+}
