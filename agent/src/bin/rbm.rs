@@ -498,7 +498,9 @@ async fn cluster_command(
             };
             list::list(&conn().await?, &args, out).await?
         }
-        Command::Verify { name } => rbm_agent::cli::verify::verify(&conn().await?, &name, out).await?,
+        Command::Verify { name } => {
+            rbm_agent::cli::verify::verify(&conn().await?, &name, out).await?
+        }
         Command::DescribeBackup {
             name,
             with_collections,

@@ -28,8 +28,9 @@ pub async fn verify(conn: &Conn, name: &str, out: OutputFormat) -> Result<String
         .await
         .map_err(|e| CliError::mongo("read admin.pbmBackups", &e))?;
     let meta: BackupMeta = match from_db {
-        Some(d) => bson::deserialize_from_document(d)
-            .map_err(|e| CliError::BadDocument(format!("backup '{name}' in admin.pbmBackups: {e}")))?,
+        Some(d) => bson::deserialize_from_document(d).map_err(|e| {
+            CliError::BadDocument(format!("backup '{name}' in admin.pbmBackups: {e}"))
+        })?,
         None => crate::restore::source::backup_meta_from_storage(storage.as_ref(), name)
             .await
             .map_err(|e| match e {
@@ -41,8 +42,14 @@ pub async fn verify(conn: &Conn, name: &str, out: OutputFormat) -> Result<String
     };
     let report = crate::restore::verify::verify_backup(storage.as_ref(), &meta)
         .await
-        .map_err(|e| CliError::OperationFailed(format!("backup '{name}' is not restorable: {e}")))?;
-    let bad: Vec<_> = report.checks.iter().filter(|c| c.problem.is_some()).collect();
+        .map_err(|e| {
+            CliError::OperationFailed(format!("backup '{name}' is not restorable: {e}"))
+        })?;
+    let bad: Vec<_> = report
+        .checks
+        .iter()
+        .filter(|c| c.problem.is_some())
+        .collect();
     if !bad.is_empty() {
         let list: Vec<String> = bad
             .iter()

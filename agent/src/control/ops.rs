@@ -109,7 +109,12 @@ fn obj_name(c: &Command) -> String {
     }
 }
 
-pub(super) fn header(ctx: &OpContext, kind: CommandKind, opid: OpId, epoch: Option<Timestamp>) -> LockHeader {
+pub(super) fn header(
+    ctx: &OpContext,
+    kind: CommandKind,
+    opid: OpId,
+    epoch: Option<Timestamp>,
+) -> LockHeader {
     LockHeader {
         kind: Some(kind),
         replset: ctx.node.info.replset.clone(),

@@ -12,7 +12,9 @@ use crate::restore::{source, LogicalRestore, RestoreError, RestoreOptions};
 use bson::{doc, Document, Timestamp};
 use mongodb::Collection;
 use rbm_protocol::command::RestoreCmd;
-use rbm_protocol::defs::{BackupType, CommandKind, OpId, Status, BACKUPS_COLLECTION, DB, RESTORES_COLLECTION};
+use rbm_protocol::defs::{
+    BackupType, CommandKind, OpId, Status, BACKUPS_COLLECTION, DB, RESTORES_COLLECTION,
+};
 use rbm_protocol::meta::backup::Condition;
 use rbm_protocol::meta::log::Severity;
 use rbm_protocol::meta::restore::{RestoreMeta, RestoreReplset, RestoreShardStat};
@@ -122,7 +124,10 @@ async fn heartbeat(ctx: &OpContext, lock: &HeldLock, name: &str, stop: &Cancella
         }
         if let Ok(hb) = ctx.node.cluster_time().await {
             let _ = restores(ctx)
-                .update_one(doc! {"name": name}, doc! {"$set": {"hb": hb, "replsets.$[].hb": hb}})
+                .update_one(
+                    doc! {"name": name},
+                    doc! {"$set": {"hb": hb, "replsets.$[].hb": hb}},
+                )
                 .await;
         }
     }
@@ -159,7 +164,10 @@ async fn restore(
     if meta.kind != BackupType::Logical {
         return Err(RunError::Restore(RestoreError::Incompatible {
             backup: meta.name.clone(),
-            why: format!("{} backups cannot be restored by this build", meta.kind.as_str()),
+            why: format!(
+                "{} backups cannot be restored by this build",
+                meta.kind.as_str()
+            ),
         }));
     }
     let rcfg = config.restore.clone().unwrap_or_default();

@@ -19,7 +19,11 @@ use rbm_protocol::names;
 ///
 /// # Errors
 /// Control-protocol failures; storage problems are logged.
-pub async fn run(ctx: &OpContext, opid: OpId, epoch: Option<Timestamp>) -> Result<(), ControlError> {
+pub async fn run(
+    ctx: &OpContext,
+    opid: OpId,
+    epoch: Option<Timestamp>,
+) -> Result<(), ControlError> {
     if ctx.node.hello().await?.0 != NodeRole::Primary {
         return Ok(());
     }
@@ -54,10 +58,18 @@ pub async fn run(ctx: &OpContext, opid: OpId, epoch: Option<Timestamp>) -> Resul
     match &r {
         Ok(n) => {
             ctx.log
-                .write(Severity::Info, &ev, &format!("resync done: {n} backup(s) on storage"))
+                .write(
+                    Severity::Info,
+                    &ev,
+                    &format!("resync done: {n} backup(s) on storage"),
+                )
                 .await
         }
-        Err(e) => ctx.log.write(Severity::Error, &ev, &format!("resync failed: {e}")).await,
+        Err(e) => {
+            ctx.log
+                .write(Severity::Error, &ev, &format!("resync failed: {e}"))
+                .await
+        }
     }
     lock.release().await
 }
@@ -86,13 +98,14 @@ async fn sync(ctx: &OpContext) -> Result<usize, String> {
         let Some(name) = names::backup_from_meta_file(&o.name) else {
             continue;
         };
-        let meta = match crate::restore::source::backup_meta_from_storage(storage.as_ref(), name).await {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!("resync: skip {}: {e}", o.name);
-                continue;
-            }
-        };
+        let meta =
+            match crate::restore::source::backup_meta_from_storage(storage.as_ref(), name).await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!("resync: skip {}: {e}", o.name);
+                    continue;
+                }
+            };
         let mut meta: BackupMeta = meta;
         meta.id = None;
         let d = bson::serialize_to_document(&meta).map_err(|e| e.to_string())?;

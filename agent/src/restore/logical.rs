@@ -110,12 +110,11 @@ impl LogicalRestore {
         let filter =
             NsFilter::parse(&opts.namespaces).map_err(|e| RestoreError::BadNs(e.to_string()))?;
         let rsb = source::open_rs_backup(storage.as_ref(), meta, rs).await?;
-        let backup_filter = NsFilter::parse(&meta.namespaces).map_err(|e| {
-            RestoreError::Incompatible {
+        let backup_filter =
+            NsFilter::parse(&meta.namespaces).map_err(|e| RestoreError::Incompatible {
                 backup: meta.name.clone(),
                 why: format!("its namespace list: {e}"),
-            }
-        })?;
+            })?;
         let clone = match &opts.clone {
             Some((from, to)) => {
                 let split = |s: &str| {
@@ -131,7 +130,9 @@ impl LogicalRestore {
                 let f = split(from)?;
                 let t = split(to)?;
                 if excluded(&t.0, &t.1) {
-                    return Err(RestoreError::BadNs(format!("{to:?} is a reserved namespace")));
+                    return Err(RestoreError::BadNs(format!(
+                        "{to:?} is a reserved namespace"
+                    )));
                 }
                 Some((f, t))
             }
@@ -379,6 +380,14 @@ impl LogicalRestore {
     /// # Errors
     /// A rename failure (the remaining temporaries stay for inspection; a rerun drops them).
     pub async fn switch(&mut self) -> Result<(), RestoreError> {
+        if secantus::is_secantus(&self.client).await {
+            for t in &self.targets {
+                secantus::switch_by_copy(&self.client, &t.db, &t.temp, &t.coll, &t.ns.options)
+                    .await?;
+            }
+            self.summary.collections = self.targets.len();
+            return Ok(());
+        }
         for t in &self.targets {
             let from = format!("{}.{}", t.db, t.temp);
             let to = format!("{}.{}", t.db, t.coll);
@@ -427,11 +436,10 @@ impl LogicalRestore {
         let mut out = Vec::new();
         while let Some(d) = r.next().await? {
             out.push(
-                Document::try_from(d.as_ref())
-                    .map_err(|e| RestoreError::Corrupted {
-                        object: object.clone(),
-                        why: e.to_string(),
-                    })?,
+                Document::try_from(d.as_ref()).map_err(|e| RestoreError::Corrupted {
+                    object: object.clone(),
+                    why: e.to_string(),
+                })?,
             );
         }
         r.finish(ns)?;
@@ -446,7 +454,9 @@ impl LogicalRestore {
         let chunks = source::oplog_chunks(self.storage.as_ref(), &self.rsb).await?;
         let remap = self.opts.clone.clone();
         let filter = match &remap {
-            Some((from, _)) => NsFilter::parse(&[from]).map_err(|e| RestoreError::BadNs(e.to_string()))?,
+            Some((from, _)) => {
+                NsFilter::parse(&[from]).map_err(|e| RestoreError::BadNs(e.to_string()))?
+            }
             None => self.filter.clone(),
         };
         let mut applier = Applier::new(self.client.clone(), ApplyOptions { filter, remap }).await?;
@@ -463,18 +473,22 @@ impl LogicalRestore {
                 .open(&object)
                 .await
                 .map_err(|e| source::storage_err(&object, e))?;
-            let mut reader =
-                BsonReader::new(codec::decompress_reader(raw, Compression::from_file_name(&object)));
+            let mut reader = BsonReader::new(codec::decompress_reader(
+                raw,
+                Compression::from_file_name(&object),
+            ));
             let mut past_end = false;
             while let Some(entry) = reader
                 .next()
                 .await
                 .map_err(|e| RestoreError::stream(&object, e))?
             {
-                let ts = entry.get_timestamp("ts").map_err(|e| RestoreError::Corrupted {
-                    object: object.clone(),
-                    why: format!("oplog entry without ts: {e}"),
-                })?;
+                let ts = entry
+                    .get_timestamp("ts")
+                    .map_err(|e| RestoreError::Corrupted {
+                        object: object.clone(),
+                        why: format!("oplog entry without ts: {e}"),
+                    })?;
                 if oplog::ts_lt(ts, range.start) {
                     continue;
                 }
@@ -509,18 +523,17 @@ impl LogicalRestore {
     /// A createIndexes failure naming the collection.
     pub async fn indexes(&mut self) -> Result<(), RestoreError> {
         for t in &self.targets {
-            let specs: Vec<Bson> = t
-                .ns
-                .indexes
-                .iter()
-                .filter(|s| !is_id_index(s))
-                .map(|s| {
-                    let mut s = s.clone();
-                    s.remove("v");
-                    s.remove("ns");
-                    Bson::Document(s)
-                })
-                .collect();
+            let specs: Vec<Bson> =
+                t.ns.indexes
+                    .iter()
+                    .filter(|s| !is_id_index(s))
+                    .map(|s| {
+                        let mut s = s.clone();
+                        s.remove("v");
+                        s.remove("ns");
+                        Bson::Document(s)
+                    })
+                    .collect();
             if specs.is_empty() {
                 continue;
             }
@@ -528,7 +541,10 @@ impl LogicalRestore {
                 .database(&t.db)
                 .run_command(doc! {"createIndexes": &t.coll, "indexes": specs})
                 .await
-                .map_err(RestoreError::db(format!("createIndexes for {}.{}", t.db, t.coll)))?;
+                .map_err(RestoreError::db(format!(
+                    "createIndexes for {}.{}",
+                    t.db, t.coll
+                )))?;
         }
         Ok(())
     }
@@ -594,15 +610,21 @@ async fn load_one(
             "create {}.{} (for {}.{})",
             t.db, t.temp, t.db, t.coll
         )))?;
-    let coll = Arc::new(db.collection_with_options::<RawDocumentBuf>(
-        &t.temp,
-        mongodb::options::CollectionOptions::builder()
-            .write_concern(WriteConcern::majority())
-            .build(),
-    ));
+    let coll = Arc::new(
+        db.collection_with_options::<RawDocumentBuf>(
+            &t.temp,
+            mongodb::options::CollectionOptions::builder()
+                .write_concern(WriteConcern::majority())
+                .build(),
+        ),
+    );
     // Capped collections keep insertion order: one writer.
     let capped = t.ns.options.get_bool("capped").unwrap_or(false);
-    let workers = if capped { 1 } else { opts.insertion_workers.max(1) };
+    let workers = if capped {
+        1
+    } else {
+        opts.insertion_workers.max(1)
+    };
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<RawDocumentBuf>>(workers * 2);
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let mut set: JoinSet<Result<(), RestoreError>> = JoinSet::new();
@@ -677,7 +699,12 @@ async fn current_user(client: &Client) -> Result<Option<(String, String)>, Resto
         .and_then(|a| a.get_array("authenticatedUsers").ok())
         .and_then(|a| a.first())
         .and_then(Bson::as_document)
-        .and_then(|u| Some((u.get_str("db").ok()?.to_string(), u.get_str("user").ok()?.to_string())));
+        .and_then(|u| {
+            Some((
+                u.get_str("db").ok()?.to_string(),
+                u.get_str("user").ok()?.to_string(),
+            ))
+        });
     Ok(u)
 }
 

@@ -7,11 +7,84 @@
 //!   gets a random password nobody knows: it exists with its roles and mechanisms but
 //!   cannot authenticate until an operator sets a password.
 //! - There is no `applyOps`, so a restored collection cannot keep its backed-up UUID
-//!   (real mongod: `applyOps` `create` with `ui`); it keeps the temporary's UUID.
+//!   (real mongod: `applyOps` `create` with `ui`).
+//! - `renameCollection` copies the documents into a new collection *without* the
+//!   source's options (capped, collation, validator are lost) and with a new UUID. So the
+//!   switch from a verified temporary is: drop the target, create it with the backup's
+//!   options, copy the temporary's raw documents in natural order, drop the temporary.
+//!   The old data is dropped only after the replacement was loaded and verified, as on
+//!   mongod; only the window between drop and copy is longer.
 
 use super::RestoreError;
-use bson::{doc, Bson, Document};
+use bson::{doc, Bson, Document, RawDocumentBuf};
+use futures::TryStreamExt;
+use mongodb::options::WriteConcern;
 use mongodb::Client;
+
+/// `renameCollection` replacement (see the module docs).
+///
+/// # Errors
+/// A refused drop, create or insert, naming the collection.
+pub async fn switch_by_copy(
+    client: &Client,
+    db: &str,
+    temp: &str,
+    target: &str,
+    options: &Document,
+) -> Result<(), RestoreError> {
+    let d = client.database(db);
+    d.collection::<Document>(target)
+        .drop()
+        .await
+        .map_err(RestoreError::db(format!("drop {db}.{target}")))?;
+    let mut create = doc! {"create": target};
+    for (k, v) in options {
+        create.insert(k.clone(), v.clone());
+    }
+    d.run_command(create)
+        .await
+        .map_err(RestoreError::db(format!("create {db}.{target}")))?;
+    let dst = d.collection_with_options::<RawDocumentBuf>(
+        target,
+        mongodb::options::CollectionOptions::builder()
+            .write_concern(WriteConcern::majority())
+            .build(),
+    );
+    let mut cur = d
+        .collection::<RawDocumentBuf>(temp)
+        .find(doc! {})
+        .await
+        .map_err(RestoreError::db(format!("read {db}.{temp}")))?;
+    let what = format!("copy {db}.{temp} to {db}.{target}");
+    let mut batch = Vec::new();
+    let mut bytes = 0usize;
+    while let Some(doc) = cur
+        .try_next()
+        .await
+        .map_err(RestoreError::db(what.clone()))?
+    {
+        bytes += doc.as_bytes().len();
+        batch.push(doc);
+        if batch.len() >= 1000 || bytes >= 8 << 20 {
+            dst.insert_many(std::mem::take(&mut batch))
+                .bypass_document_validation(true)
+                .await
+                .map_err(RestoreError::db(what.clone()))?;
+            bytes = 0;
+        }
+    }
+    if !batch.is_empty() {
+        dst.insert_many(batch)
+            .bypass_document_validation(true)
+            .await
+            .map_err(RestoreError::db(what.clone()))?;
+    }
+    d.collection::<Document>(temp)
+        .drop()
+        .await
+        .map_err(RestoreError::db(format!("drop {db}.{temp}")))?;
+    Ok(())
+}
 
 /// SecantusDB reports mongod's version with an all-zero `gitVersion`.
 pub async fn is_secantus(client: &Client) -> bool {
@@ -141,7 +214,10 @@ pub async fn swap_users(
         let (Ok(name), Ok(db)) = (u.get_str("user"), u.get_str("db")) else {
             continue;
         };
-        if current.as_ref().is_some_and(|(cd, cu)| cd == db && cu == name) {
+        if current
+            .as_ref()
+            .is_some_and(|(cd, cu)| cd == db && cu == name)
+        {
             continue;
         }
         let mut cmd = doc! {

@@ -42,8 +42,14 @@ pub async fn backup_meta_from_storage(
 }
 
 /// Reads a whole (small) object.
-pub(crate) async fn read_small(storage: &dyn Storage, object: &str) -> Result<Vec<u8>, RestoreError> {
-    let mut r = storage.open(object).await.map_err(|e| storage_err(object, e))?;
+pub(crate) async fn read_small(
+    storage: &dyn Storage,
+    object: &str,
+) -> Result<Vec<u8>, RestoreError> {
+    let mut r = storage
+        .open(object)
+        .await
+        .map_err(|e| storage_err(object, e))?;
     let mut buf = Vec::new();
     (&mut r)
         .take(MAX_META_BYTES + 1)
@@ -225,7 +231,9 @@ pub fn parse_metadata_json(bytes: &[u8], object: &str) -> Result<Vec<NamespaceV2
         let Bson::Document(d) = item else {
             return Err(bad("a namespace entry is not an object".into()));
         };
-        let db = d.get_str("db").map_err(|_| bad("namespace without db".into()))?;
+        let db = d
+            .get_str("db")
+            .map_err(|_| bad("namespace without db".into()))?;
         let coll = d
             .get_str("collection")
             .map_err(|_| bad(format!("namespace in {db} without collection")))?;
@@ -256,11 +264,7 @@ pub fn parse_metadata_json(bytes: &[u8], object: &str) -> Result<Vec<NamespaceV2
             options: md.get_document("options").cloned().unwrap_or_default(),
             indexes: md
                 .get_array("indexes")
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|i| i.as_document().cloned())
-                        .collect()
-                })
+                .map(|a| a.iter().filter_map(|i| i.as_document().cloned()).collect())
                 .unwrap_or_default(),
             crc: int("crc"),
             size: int("size"),
@@ -286,7 +290,9 @@ fn extjson(v: Bson) -> Bson {
                             "NaN" => Some(Bson::Double(f64::NAN)),
                             s => s.parse().ok().map(Bson::Double),
                         },
-                        ("$oid", Some(s)) => bson::oid::ObjectId::parse_str(s).ok().map(Bson::ObjectId),
+                        ("$oid", Some(s)) => {
+                            bson::oid::ObjectId::parse_str(s).ok().map(Bson::ObjectId)
+                        }
                         _ => None,
                     };
                     if let Some(c) = conv {

@@ -70,7 +70,10 @@ impl DumpReader {
         if bytes != ns.size as u64 {
             return Err(RestoreError::Corrupted {
                 object: self.object,
-                why: format!("{bytes} bytes of documents read, the metadata records {}", ns.size),
+                why: format!(
+                    "{bytes} bytes of documents read, the metadata records {}",
+                    ns.size
+                ),
             });
         }
         if crc != ns.crc {
@@ -135,7 +138,9 @@ pub async fn verify_backup(
         if ns.kind == NamespaceType::View {
             continue;
         }
-        report.checks.push(check_collection(storage, &rsb, ns).await);
+        report
+            .checks
+            .push(check_collection(storage, &rsb, ns).await);
     }
     report.checks.extend(check_oplog(storage, &rsb).await);
     Ok(report)
@@ -195,7 +200,11 @@ async fn check_oplog(storage: &dyn Storage, rsb: &RsBackup) -> Vec<ObjectCheck> 
                 Compression::from_file_name(&object),
             ));
             let mut n = 0u64;
-            while let Some(d) = r.next().await.map_err(|e| RestoreError::stream(&object, e))? {
+            while let Some(d) = r
+                .next()
+                .await
+                .map_err(|e| RestoreError::stream(&object, e))?
+            {
                 let ts = d.get_timestamp("ts").map_err(|e| RestoreError::Corrupted {
                     object: object.clone(),
                     why: format!("entry {n} has no ts: {e}"),
