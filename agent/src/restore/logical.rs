@@ -276,11 +276,19 @@ impl LogicalRestore {
                 }
             }
         }
+        let empty: Vec<String> = self
+            .targets
+            .iter()
+            .filter(|t| t.ns.size == 0)
+            .map(|t| t.object.clone())
+            .collect();
         for o in objects {
-            self.storage
-                .stat(&o)
-                .await
-                .map_err(|e| source::storage_err(&o, e))?;
+            match self.storage.stat(&o).await {
+                Ok(_) => {}
+                // PBM writes no object for an empty collection.
+                Err(e) if e.kind == rbm_storage::ErrorKind::NotFound && empty.contains(&o) => {}
+                Err(e) => return Err(source::storage_err(&o, e)),
+            }
         }
         if source::oplog_chunks(self.storage.as_ref(), &self.rsb)
             .await?
@@ -432,7 +440,12 @@ impl LogicalRestore {
             return Ok(Vec::new());
         };
         let object = self.rsb.object(ns);
-        let mut r = DumpReader::open(self.storage.as_ref(), &object, self.rsb.compression).await?;
+        let Some(mut r) =
+            DumpReader::open_or_empty(self.storage.as_ref(), &object, self.rsb.compression, ns)
+                .await?
+        else {
+            return Ok(Vec::new());
+        };
         let mut out = Vec::new();
         while let Some(d) = r.next().await? {
             out.push(
@@ -645,7 +658,12 @@ async fn load_one(
         });
     }
     let read = async {
-        let mut r = DumpReader::open(storage.as_ref(), &t.object, compression).await?;
+        let Some(mut r) =
+            DumpReader::open_or_empty(storage.as_ref(), &t.object, compression, &t.ns).await?
+        else {
+            drop(tx);
+            return Ok(0);
+        };
         let mut batch = Vec::new();
         let mut bytes = 0usize;
         while let Some(d) = r.next().await? {

@@ -18,6 +18,24 @@ pub struct DumpReader {
 }
 
 impl DumpReader {
+    /// PBM writes no object for an empty collection: a missing object is empty when the
+    /// metadata says so (size 0), and missing otherwise.
+    ///
+    /// # Errors
+    /// A missing object (not recorded as empty) or a storage error.
+    pub async fn open_or_empty(
+        storage: &dyn Storage,
+        object: &str,
+        compression: Compression,
+        ns: &NamespaceV2,
+    ) -> Result<Option<Self>, RestoreError> {
+        match Self::open(storage, object, compression).await {
+            Ok(r) => Ok(Some(r)),
+            Err(RestoreError::MissingObject { .. }) if ns.size == 0 => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Opens `object`, decompressing with `compression`.
     ///
     /// # Errors
@@ -149,7 +167,10 @@ pub async fn verify_backup(
 async fn check_collection(storage: &dyn Storage, rsb: &RsBackup, ns: &NamespaceV2) -> ObjectCheck {
     let object = rsb.object(ns);
     let run = async {
-        let mut r = DumpReader::open(storage, &object, rsb.compression).await?;
+        let mut r = match DumpReader::open(storage, &object, rsb.compression).await {
+            Err(RestoreError::MissingObject { .. }) if ns.size == 0 => return Ok(0),
+            r => r?,
+        };
         while r.next().await?.is_some() {}
         r.finish(ns)
     };
@@ -235,8 +256,18 @@ async fn check_oplog(storage: &dyn Storage, rsb: &RsBackup) -> Vec<ObjectCheck> 
             },
         });
     }
+    // PBM names each chunk by its range; the last one must reach the consistency point.
+    let reach = out
+        .iter()
+        .filter_map(|c| {
+            let base = c.object.rsplit('/').next()?;
+            rbm_protocol::names::parse_backup_oplog_chunk_name(base)
+                .ok()
+                .map(|(_, end, _)| end)
+        })
+        .max_by_key(|t| (t.time, t.increment));
     if out.iter().all(|c| c.problem.is_none())
-        && last_seen.is_none_or(|t| crate::oplog::ts_lt(t, rsb.last_write))
+        && reach.is_none_or(|t| crate::oplog::ts_lt(t, rsb.last_write))
     {
         out.push(ObjectCheck {
             object: rsb.oplog_dir(),
