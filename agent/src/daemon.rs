@@ -85,7 +85,13 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
         node: node.clone(),
         log: log.clone(),
         hold: settings.test_op_hold,
+        backups: Default::default(),
     };
+    tasks.spawn(crate::backup::watchdog::run(
+        node.clone(),
+        log.clone(),
+        shutdown.clone(),
+    ));
     tasks.spawn(intake::run(ctx, settings.poll_interval, shutdown.clone()));
     let hb_cancel = CancellationToken::new();
     {

@@ -1,5 +1,6 @@
 //! rbm-agent: the engines behind the `rbm-agent` daemon and the `rbm` CLI.
 
+pub mod backup;
 pub mod cli;
 pub mod control;
 pub mod daemon;

@@ -298,6 +298,14 @@ pub async fn backup(
             {
                 break m;
             }
+            if let Some(m) = &m {
+                if let Some(e) = fail_if_stuck(conn, m).await? {
+                    if text {
+                        let _ = writeln!(progress);
+                    }
+                    return Err(e);
+                }
+            }
             if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
                 return Err(CliError::Timeout(format!(
                     "backup '{name}' is still running after --wait-time; check `rbm status`"
@@ -335,6 +343,44 @@ pub async fn backup(
         OutputFormat::Text => Ok(format!("Backup '{name}' to remote store '{storage_path}'")),
         _ => out.json(&serde_json::json!({"name": name, "storage": storage_path})),
     }
+}
+
+/// PBM's "backup stuck": the meta heartbeat of a running backup is stale on cluster
+/// time, so the agent running it is gone. The CLI marks it `error` (only if nobody
+/// beat or ended it meanwhile) so that it is never taken for a live one.
+async fn fail_if_stuck(conn: &Conn, m: &BackupMeta) -> Result<Option<CliError>, CliError> {
+    let now = conn.cluster_time().await?;
+    if m.hb.time.saturating_add(defs::STALE_FRAME_SEC) >= now.time {
+        return Ok(None);
+    }
+    let msg = format!(
+        "backup stuck: the agent running it stopped (last heartbeat at cluster time {})",
+        m.hb.time
+    );
+    let ts = now_unix().0;
+    conn.coll(defs::BACKUPS_COLLECTION)
+        .update_one(
+            doc! {"name": &m.name, "hb": m.hb, "status": {"$nin": ["done", "error", "canceled"]}},
+            doc! {
+                "$set": {"status": "error", "error": &msg, "last_transition_ts": ts},
+                "$push": {"conditions": {"timestamp": ts, "status": "error", "error": &msg}},
+            },
+        )
+        .await
+        .map_err(|e| CliError::mongo("mark the stuck backup failed", &e))?;
+    // Its lock is as dead as its heartbeat: remove it so the next operation can start.
+    let stale_before = Timestamp {
+        time: now.time.saturating_sub(defs::STALE_FRAME_SEC),
+        increment: 0,
+    };
+    conn.coll(defs::LOCK_COLLECTION)
+        .delete_many(doc! {"opid": &m.opid, "hb": {"$lt": stale_before}})
+        .await
+        .map_err(|e| CliError::mongo("remove the stuck backup's lock", &e))?;
+    Ok(Some(CliError::OperationFailed(format!(
+        "backup '{}' failed: {msg}",
+        m.name
+    ))))
 }
 
 fn backup_failed(name: &str, meta: &BackupMeta) -> CliError {

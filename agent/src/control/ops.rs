@@ -1,7 +1,8 @@
-//! What an agent does with each command. The backup, restore, PITR and maintenance
-//! engines are not in this build yet: the handlers still take part in the protocol
-//! (nomination, locks, `pbmOpLog`) so that exactly one agent per replica set answers,
-//! once, and the answer is an honest failure instead of a hang.
+//! What an agent does with each command. Logical backups run for real (`crate::backup`);
+//! the restore, PITR and maintenance engines are not in this build yet: their handlers
+//! still take part in the protocol (nomination, locks, `pbmOpLog`) so that exactly one
+//! agent per replica set answers, once, and the answer is an honest failure instead of
+//! a hang.
 
 use super::lock::{acquire_for_op, HeldLock, LockKind, OpLock};
 use super::pbmlog::{Event, PbmLog};
@@ -23,8 +24,9 @@ use rbm_protocol::meta::log::Severity;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// What the backup meta says when no engine can run it.
-pub const BACKUP_UNAVAILABLE: &str = "logical backup engine not available in this rbm build";
+/// What the backup meta says for backup types this build cannot take.
+pub const BACKUP_UNAVAILABLE: &str =
+    "physical, incremental and external backups are not available in this rbm build (use --type logical)";
 
 /// How often nominees look at the meta (PBM: 0.5 s).
 const NOMINATION_POLL: Duration = Duration::from_millis(500);
@@ -37,6 +39,8 @@ pub struct OpContext {
     /// Test-only: hold the lock of an unavailable operation this long before answering,
     /// to stand for a long-running operation.
     pub hold: Duration,
+    /// The backups this agent runs, for `cancelBackup`.
+    pub backups: crate::backup::RunningBackups,
 }
 
 /// Handles one command to the end. Errors are logged, not returned: one failed
@@ -79,9 +83,13 @@ pub async fn handle(ctx: OpContext, cmd: CommandDoc, cancel: CancellationToken) 
                 opid: &opid_hex,
                 epoch,
             };
-            ctx.log
-                .write(Severity::Debug, &ev, "no backup is running on this node")
-                .await;
+            let names = ctx.backups.cancel_all();
+            let msg = if names.is_empty() {
+                "no backup is running on this node".to_string()
+            } else {
+                format!("canceling backup {}", names.join(", "))
+            };
+            ctx.log.write(Severity::Info, &ev, &msg).await;
             Ok(())
         }
         other => unavailable(&ctx, opid, epoch, kind, &obj_name(other), &cancel).await,
@@ -160,8 +168,12 @@ async fn fail_dead_op(ctx: &OpContext, old: &LockData) {
     ctx.log.write(Severity::Warning, &ev, &msg).await;
     if old.kind == Some(CommandKind::Backup) {
         let err = format!("lost agent {}: its lock went stale", old.node);
-        if let Err(e) = mark_backup_error(&ctx.node, doc! {"opid": &old.opid}, &err).await {
-            tracing::warn!("cannot mark backup {} failed: {e}", old.opid);
+        match mark_backup_error(&ctx.node, doc! {"opid": &old.opid}, &err).await {
+            Ok(true) => {
+                crate::backup::watchdog::delete_files_of(&ctx.node, &ctx.log, &old.opid).await
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!("cannot mark backup {} failed: {e}", old.opid),
         }
     }
 }
@@ -289,21 +301,28 @@ async fn ensure_backup_meta(
         store: BackupStorage {
             name: cmd.profile.clone(),
             is_profile: !cmd.profile.is_empty(),
-            storage: config.map(|c| c.storage.clone()).unwrap_or_default(),
+            storage: if cmd.profile.is_empty() {
+                config.map(|c| c.storage.clone()).unwrap_or_default()
+            } else {
+                crate::backup::logical::profile_storage(&ctx.node, &cmd.profile)
+                    .await
+                    .unwrap_or_default()
+            },
         },
         size: None,
         size_uncompressed: None,
         mongodb_version: ctx.node.info.mongo_version.clone(),
-        fcv: None,
+        fcv: feature_compatibility_version(&ctx.node).await,
         start_ts: now,
         last_transition_ts: now,
+        // PBM's `Init` writes 1:1 until the replica sets report theirs.
         first_write_ts: Timestamp {
-            time: 0,
-            increment: 0,
+            time: 1,
+            increment: 1,
         },
         last_write_ts: Timestamp {
-            time: 0,
-            increment: 0,
+            time: 1,
+            increment: 1,
         },
         hb,
         status: Status::Starting,
@@ -317,7 +336,7 @@ async fn ensure_backup_meta(
         // PBM refuses backups whose recorded version predates its breaking changes,
         // so this is the PBM format version, not rbm's.
         pbm_version: rbm_protocol::defs::PBM_COMPAT_VERSION.to_string(),
-        balancer: None,
+        balancer: Some(rbm_protocol::meta::backup::BalancerMode::Off),
     };
     let doc =
         bson::serialize_to_document(&meta).map_err(ControlError::bson("encode backup meta"))?;
@@ -326,6 +345,20 @@ async fn ensure_backup_meta(
         Err(e) if super::is_duplicate_key(&e) => Ok(()),
         Err(e) => Err(ControlError::db("insert into admin.pbmBackups")(e)),
     }
+}
+
+async fn feature_compatibility_version(node: &Node) -> Option<String> {
+    let r = node
+        .local
+        .database("admin")
+        .run_command(doc! {"getParameter": 1, "featureCompatibilityVersion": 1})
+        .await
+        .ok()?;
+    r.get_document("featureCompatibilityVersion")
+        .ok()?
+        .get_str("version")
+        .ok()
+        .map(str::to_string)
 }
 
 async fn read_meta(node: &Node, name: &str) -> Result<Option<BackupMeta>, ControlError> {
@@ -433,15 +466,16 @@ async fn nominate(
     Ok(())
 }
 
-/// A nominee: wait to be named, take the lock, acknowledge, then fail the backup
-/// because no engine exists in this build.
+/// A nominee: wait to be named, take the lock, acknowledge, then run the backup.
 async fn run_if_nominated(
     ctx: &OpContext,
     opid: OpId,
     epoch: Option<Timestamp>,
-    name: &str,
+    cmd: &BackupCmd,
+    config: Option<Config>,
     cancel: &CancellationToken,
 ) -> Result<(), ControlError> {
+    let name = cmd.name.as_str();
     let rs = &ctx.node.info.replset;
     let me = &ctx.node.info.name;
     let opid_hex = opid.to_hex();
@@ -507,6 +541,20 @@ async fn run_if_nominated(
                         &format!("backup started on {me} (nominated)"),
                     )
                     .await;
+                if cmd.kind == rbm_protocol::defs::BackupType::Logical {
+                    let job = crate::backup::BackupJob {
+                        node: &ctx.node,
+                        log: &ctx.log,
+                        opid: opid_hex.clone(),
+                        epoch,
+                        cmd,
+                        config,
+                        running: &ctx.backups,
+                    };
+                    crate::backup::run_logical(&job, &lock, cancel).await;
+                    lock.release().await?;
+                    return Ok(());
+                }
                 let kept = hold_lock(&lock, ctx.hold, cancel).await?;
                 mark_backup_error(&ctx.node, doc! {"name": name}, BACKUP_UNAVAILABLE).await?;
                 ctx.log
@@ -562,10 +610,11 @@ async fn backup(
             .unwrap_or_default();
         let (a, b) = tokio::join!(
             nominate(ctx, &cmd.name, &priority, cancel),
-            run_if_nominated(ctx, opid, epoch, &cmd.name, cancel)
+            run_if_nominated(ctx, opid, epoch, cmd, config.clone(), cancel)
         );
         a.and(b)
     } else {
-        run_if_nominated(ctx, opid, epoch, &cmd.name, cancel).await
+        let config = super::heartbeat::Heartbeat::main_config(&ctx.node).await?;
+        run_if_nominated(ctx, opid, epoch, cmd, config, cancel).await
     }
 }

@@ -10,6 +10,7 @@
 //!   applier.
 
 pub mod apply;
+pub mod read;
 
 pub use apply::{Applier, ApplyOptions, OplogError, ReplayStats};
 
