@@ -44,3 +44,40 @@ async fn pbm215_s2_backup_restores_exactly() {
 async fn pbm215_zstd_backup_restores_exactly() {
     restore_backup(1).await;
 }
+
+/// The PBM 1.6 backup of a sharded cluster (`pbm-legacy/`): resync lists it, and both
+/// `restore` and `verify` refuse it with one clear error (this build restores a single
+/// replica set; the mongodump-archive reader is not built).
+#[tokio::test(flavor = "multi_thread")]
+async fn pbm_legacy_sharded_backup_refuses_clearly() {
+    let legacy = "/work/shared/fixtures/pbm-legacy/pbm_disttxn_50";
+    let server = MongoServer::start().await;
+    let _agent = Agent::start(&server, "127.0.0.1:27017", "primary", &[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let st = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(format!("{legacy}/."))
+        .arg(dir.path())
+        .status()
+        .expect("cp");
+    assert!(st.success());
+    let _ = std::process::Command::new("chmod")
+        .args(["-R", "u+w"])
+        .arg(dir.path())
+        .status();
+    configure(&server, dir.path()).await;
+    let c = agent_common::client(&server).await;
+    let name = "2022-02-07T14:05:59Z";
+    wait_backup_listed(&c, name).await;
+    let r = rbm(&server.uri(), &["restore", name, "--wait", "--yes"]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("sharded cluster backup") && r.stderr.contains("rs1"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    let r = rbm(&server.uri(), &["verify", name]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("sharded cluster backup"), "{}", r.stderr);
+}
