@@ -5,14 +5,20 @@
 //! - [`ReplayRange`]: entries with `start <= ts <= end` are applied; earlier ones are
 //!   skipped, and reading stops at the first entry after `end` (PBM's semantics).
 //! - [`Applier`] applies one entry at a time and keeps transaction state across chunks;
-//!   [`Applier::finish`] returns the counts and fails on a transaction left open.
+//!   [`Applier::finish`] applies what is still buffered and returns the counts
+//!   (transactions with no commit by the end are counted, not applied, as in PBM).
 //! - [`replay_stream`] feeds a decompressed chunk (concatenated BSON oplog entries) to an
 //!   applier.
 
 pub mod apply;
+pub mod entry;
+pub mod filter;
 pub mod read;
+pub mod secantus;
+pub mod translate;
+pub mod update;
 
-pub use apply::{Applier, ApplyOptions, OplogError, ReplayStats};
+pub use apply::{Applier, ApplyOptions, EntryError, Mode, OplogError, ReplayStats};
 
 use bson::Timestamp;
 use rbm_storage::bson_stream::BsonReader;

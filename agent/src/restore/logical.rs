@@ -472,7 +472,18 @@ impl LogicalRestore {
             }
             None => self.filter.clone(),
         };
-        let mut applier = Applier::new(self.client.clone(), ApplyOptions { filter, remap }).await?;
+        let mut applier = Applier::new(
+            self.client.clone(),
+            ApplyOptions {
+                filter,
+                remap,
+                // The restored collections are new (temporaries renamed in): their
+                // UUIDs are not the backup's, so entries must not name collections by `ui`.
+                drop_uuids: true,
+                force_commands: false,
+            },
+        )
+        .await?;
         let range = ReplayRange {
             start: self.rsb.first_write,
             end: self.rsb.last_write,
