@@ -90,6 +90,11 @@ enum Command {
     CancelBackup,
     /// Restore a backup, or to a point in time.
     Restore(RestoreCliArgs),
+    /// Read every object of a backup and check sizes and CRC-64s (no database writes).
+    Verify {
+        /// The backup to verify.
+        name: String,
+    },
     /// Delete a backup, or backups older than a time.
     DeleteBackup {
         name: Option<String>,
@@ -492,6 +497,9 @@ async fn cluster_command(
                 unbacked,
             };
             list::list(&conn().await?, &args, out).await?
+        }
+        Command::Verify { name } => {
+            rbm_agent::cli::verify::verify(&conn().await?, &name, out).await?
         }
         Command::DescribeBackup {
             name,

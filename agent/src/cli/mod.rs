@@ -13,6 +13,7 @@ pub mod logs;
 pub mod ops;
 pub mod status;
 pub mod text;
+pub mod verify;
 
 pub use conn::Conn;
 pub use error::CliError;

@@ -673,6 +673,7 @@ async fn wait_restore(
     progress: &mut dyn Write,
 ) -> Result<Option<RestoreMeta>, CliError> {
     let deadline = tokio::time::Instant::now().checked_add(timeout);
+    let mut last_status: Option<Status> = None;
     loop {
         let d = conn
             .coll(defs::RESTORES_COLLECTION)
@@ -685,6 +686,13 @@ async fn wait_restore(
             })?;
             if m.status == Status::Error || done(&m) {
                 return Ok(Some(m));
+            }
+            // Progress: each phase the agent reports (running, dumpDone, ...).
+            if text && last_status != Some(m.status) {
+                if last_status.is_some() {
+                    let _ = write!(progress, "[{}]", m.status);
+                }
+                last_status = Some(m.status);
             }
         }
         if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {

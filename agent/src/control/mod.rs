@@ -7,6 +7,8 @@ pub mod lock;
 pub mod nominate;
 pub mod ops;
 pub mod pbmlog;
+pub mod restore_op;
+pub mod resync;
 pub mod setup;
 
 use crate::node::NodeError;

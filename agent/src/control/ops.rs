@@ -74,6 +74,8 @@ pub async fn handle(ctx: OpContext, cmd: CommandDoc, cancel: CancellationToken) 
                 .await;
             Ok(())
         }
+        Command::Restore(r) => super::restore_op::run(&ctx, opid, epoch, r, &cancel).await,
+        Command::Resync(_) => super::resync::run(&ctx, opid, epoch).await,
         Command::CancelBackup => {
             let ev = Event {
                 event: "cancelBackup",
@@ -115,7 +117,12 @@ fn obj_name(c: &Command) -> String {
     }
 }
 
-fn header(ctx: &OpContext, kind: CommandKind, opid: OpId, epoch: Option<Timestamp>) -> LockHeader {
+pub(super) fn header(
+    ctx: &OpContext,
+    kind: CommandKind,
+    opid: OpId,
+    epoch: Option<Timestamp>,
+) -> LockHeader {
     LockHeader {
         kind: Some(kind),
         replset: ctx.node.info.replset.clone(),

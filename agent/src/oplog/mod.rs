@@ -24,14 +24,13 @@
 //! [`translate`] and [`update`] (entries as ordinary commands, for servers without
 //! `applyOps`), [`secantus`] (everything specific to the test server's oplog).
 
+pub mod apply;
 pub mod entry;
 pub mod filter;
+pub mod read;
 pub mod secantus;
 pub mod translate;
 pub mod update;
-// `apply` last: the backup branch adds `read` right after it.
-pub mod apply;
-pub mod read;
 
 pub use apply::{
     txn_id, Applier, ApplyOptions, CommittedTxn, EntryError, Mode, OplogError, ReplayStats,
