@@ -41,7 +41,7 @@ scan_s="$(sed -E 's/.*seconds=([0-9.]+).*/\1/' <<<"$scan")"
 mkdir -p "$CLUSTER_DIR/storage"
 printf 'storage:\n  type: filesystem\n  filesystem:\n    path: %s\n' "$CLUSTER_DIR/storage" >"$CLUSTER_DIR/config.yaml"
 cluster_start_agent "$bin" "$MONGO_URI"
-"$bin/rbm" config --file "$CLUSTER_DIR/config.yaml" >/dev/null
+"$bin/rbm" config --file "$CLUSTER_DIR/config.yaml" --wait >/dev/null
 cluster_wait_agent "$bin/rbm" "$MONGO_URI"
 sleep 2
 
