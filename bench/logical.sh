@@ -55,7 +55,7 @@ measure() {
     t1="$(date +%s.%N)"
     c1="$(proc_cpu "$AGENT_PID")"
     awk -v t0="$t0" -v t1="$t1" -v c0="$c0" -v c1="$c1" -v h="$(proc_hwm "$AGENT_PID")" \
-        'BEGIN {printf "%.1f %.2f %d", t1 - t0, c1 - c0, h}'
+        'BEGIN {printf "%.1f %.2f %d\n", t1 - t0, c1 - c0, h}'
 }
 
 declare -A pbm_backup=([none]="31.5 | 1.6-2.6 | 131-135 | 214,756,856" \
@@ -68,7 +68,7 @@ for c in $compressions; do
     name="$("$bin/rbm" list -o json | "$py" -c 'import json,sys; print(json.load(sys.stdin)["snapshots"][-1]["name"])')"
     bytes="$(cat "$CLUSTER_DIR/storage/$name.pbm.json" >/dev/null && du -sb "$CLUSTER_DIR/storage/$name" | cut -f1)"
     names+=("$name")
-    rows_b+=("| $c | $wall | $cpu | $hwm | $(printf "%'d" "$bytes") | $scan_s | ${pbm_backup[$c]:-?} |")
+    rows_b+=("| $c | $wall | $cpu | $hwm | $bytes | $scan_s | ${pbm_backup[$c]:-?} |")
 done
 for i in "${!names[@]}"; do
     c="$(cut -d' ' -f$((i + 1)) <<<"$compressions")"

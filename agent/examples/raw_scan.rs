@@ -30,7 +30,7 @@ async fn main() -> anyhow::Result<()> {
     for name in names.into_iter().filter(|n| !n.starts_with("system.")) {
         let coll = db.collection::<RawDocumentBuf>(&name);
         tasks.push(tokio::spawn(async move {
-            let mut cur = coll.find(doc! {}).batch_size(u32::MAX).await?;
+            let mut cur = coll.find(doc! {}).batch_size(i32::MAX as u32).await?;
             let (mut docs, mut bytes) = (0u64, 0u64);
             while let Some(d) = cur.try_next().await? {
                 docs += 1;

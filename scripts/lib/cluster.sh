@@ -80,7 +80,7 @@ proc_cpu() {
     stat="$(cat "/proc/$1/stat")"
     # shellcheck disable=SC2086
     set -- ${stat##*) }
-    echo "$(( $12 + $13 )) $(getconf CLK_TCK)" | awk '{printf "%.2f", $1 / $2}'
+    echo "$(( ${12} + ${13} )) $(getconf CLK_TCK)" | awk '{printf "%.2f", $1 / $2}'
 }
 proc_hwm() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 proc_reset_hwm() { echo 5 >"/proc/$1/clear_refs"; }
