@@ -220,3 +220,91 @@ async fn bad_input_gives_one_clear_error() {
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("matches nothing"), "{}", r.stderr);
 }
+
+/// An rbm-written backup (the backup engine) restores to the state it was taken at;
+/// changes made afterwards to its collections are undone, and a collection created
+/// afterwards (absent from the backup) is left alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn rbm_backup_round_trip() {
+    let server = MongoServer::start().await;
+    let _agent = Agent::start(&server, "127.0.0.1:27017", "primary", &[]);
+    let store = tempfile::tempdir().expect("store");
+    configure(&server, store.path()).await;
+    let c = agent_common::client(&server).await;
+    let app = c.database("app");
+    app.run_command(doc! {"create": "events", "capped": true, "size": 1_000_000_i64})
+        .await
+        .expect("create capped");
+    app.run_command(doc! {"create": "items", "collation": {"locale": "fr", "strength": 2}})
+        .await
+        .expect("create items");
+    let items: Vec<Document> = (0..1500)
+        .map(|i| doc! {"_id": i, "name": format!("item {i}"), "n": i64::from(i) * 3, "tags": ["a", "b"]})
+        .collect();
+    app.collection::<Document>("items")
+        .insert_many(items)
+        .await
+        .expect("items");
+    app.run_command(doc! {"createIndexes": "items", "indexes": [
+        {"key": {"name": 1}, "name": "name_1"},
+        {"key": {"n": -1}, "name": "n_-1", "unique": true},
+    ]})
+    .await
+    .expect("indexes");
+    let events: Vec<Document> = (0..300).map(|i| doc! {"seq": i, "d": -0.0_f64}).collect();
+    app.collection::<Document>("events")
+        .insert_many(events)
+        .await
+        .expect("events");
+    let before = rbm_e2e::state_hashes(&c).await;
+
+    let r = rbm(&server.uri(), &["backup", "--wait"]);
+    assert_eq!(r.code, 0, "backup: {} {}", r.stdout, r.stderr);
+    let i = r.stdout.find("Starting backup '").expect("backup name") + "Starting backup '".len();
+    let name = r.stdout[i..i + 20].to_string();
+
+    // Afterwards: changes to backed-up collections, and a new collection.
+    app.collection::<Document>("items")
+        .delete_many(doc! {"_id": {"$lt": 100}})
+        .await
+        .expect("delete");
+    app.collection::<Document>("items")
+        .update_many(doc! {}, doc! {"$set": {"changed": true}})
+        .await
+        .expect("update");
+    app.collection::<Document>("later")
+        .insert_one(doc! {"_id": 1})
+        .await
+        .expect("later");
+
+    let r = rbm(&server.uri(), &["restore", &name, "--wait", "--yes"]);
+    assert_eq!(r.code, 0, "restore: {} {}", r.stdout, r.stderr);
+    let after = rbm_e2e::state_hashes(&c).await;
+    for (ns, h) in &before {
+        assert_eq!(after.get(ns), Some(h), "{ns} differs after restore");
+    }
+    assert_eq!(count(&c, "app", "later").await, 1, "app.later was touched");
+    let idx = app
+        .collection::<Document>("items")
+        .list_index_names()
+        .await
+        .expect("indexes");
+    assert!(
+        idx.contains(&"n_-1".to_string()) && idx.contains(&"name_1".to_string()),
+        "{idx:?}"
+    );
+    let opts = app
+        .run_command(doc! {"listCollections": 1, "filter": {"name": "events"}})
+        .await
+        .expect("listCollections");
+    let capped = opts
+        .get_document("cursor")
+        .and_then(|c| c.get_array("firstBatch"))
+        .ok()
+        .and_then(|b| b.first())
+        .and_then(|s| s.as_document())
+        .and_then(|s| s.get_document("options").ok())
+        .and_then(|o| o.get_bool("capped").ok());
+    assert_eq!(capped, Some(true), "{opts:?}");
+    no_temporaries(&c).await;
+}

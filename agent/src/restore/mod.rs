@@ -11,6 +11,7 @@
 //! backup's consistency point, indexes, then views.
 
 pub mod logical;
+pub mod mongoarchive;
 pub mod secantus;
 pub mod source;
 pub mod verify;
