@@ -81,3 +81,30 @@ async fn pbm_legacy_sharded_backup_refuses_clearly() {
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("sharded cluster backup"), "{}", r.stderr);
 }
+
+/// One replica set's part of the PBM 1.6 sharded backup, restored through the narrow
+/// library path (`restore::legacy::restore_legacy_rs`) onto a server named `rs1`: the
+/// mongodump archive (CRC-checked) and the real MongoDB 5.0 oplog slice.
+#[tokio::test(flavor = "multi_thread")]
+async fn pbm_legacy_rs1_part_restores_through_the_library_path() {
+    let legacy = "/work/shared/fixtures/pbm-legacy/pbm_disttxn_50";
+    let server = MongoServer::start_named("rs1").await;
+    let conf = rbm_e2e::fs_conf(std::path::Path::new(legacy));
+    let storage = rbm_storage::from_config(&conf, None)
+        .await
+        .expect("storage");
+    let meta = rbm_agent::restore::source::backup_meta_from_storage(
+        storage.as_ref(),
+        "2022-02-07T14.05.59Z",
+    )
+    .await
+    .expect("legacy meta");
+    let c = agent_common::client(&server).await;
+    let s = rbm_agent::restore::legacy::restore_legacy_rs(&c, storage, &meta, "rs1", "t1")
+        .await
+        .expect("restore rs1");
+    eprintln!("{s:?}");
+    assert_eq!(s.collections.get("trx.test"), Some(&3), "{s:?}");
+    let hashes = rbm_e2e::state_hashes(&c).await;
+    assert_eq!(hashes.get("trx.test").map(|h| h.0), Some(3), "{hashes:?}");
+}

@@ -10,6 +10,7 @@
 //! Order after the switch, as PBM's `Snapshot`: users and roles, oplog slice to the
 //! backup's consistency point, indexes, then views.
 
+pub mod legacy;
 pub mod logical;
 pub mod mongoarchive;
 pub mod secantus;

@@ -273,6 +273,34 @@ pub fn parse_metadata_json(bytes: &[u8], object: &str) -> Result<Vec<NamespaceV2
     Ok(out)
 }
 
+/// A mongodump `metadata` string (extended JSON) as `(type, options, indexes, uuid)`.
+///
+/// # Errors
+/// Malformed JSON.
+pub fn parse_collection_metadata(
+    text: &str,
+) -> Result<(NamespaceType, Document, Vec<Document>, String), String> {
+    let md = match extjson(rbm_protocol::gojson::parse(text).map_err(|e| e.to_string())?) {
+        Bson::Document(md) => md,
+        _ => Document::new(),
+    };
+    let kind = match md.get_str("type") {
+        Ok("view") => NamespaceType::View,
+        Ok("timeseries") => NamespaceType::Timeseries,
+        _ => NamespaceType::Collection,
+    };
+    let indexes = md
+        .get_array("indexes")
+        .map(|a| a.iter().filter_map(|i| i.as_document().cloned()).collect())
+        .unwrap_or_default();
+    Ok((
+        kind,
+        md.get_document("options").cloned().unwrap_or_default(),
+        indexes,
+        md.get_str("uuid").unwrap_or("").to_string(),
+    ))
+}
+
 /// Canonical extended JSON wrappers (`$numberInt`, ...) to BSON values; other documents
 /// keep their order.
 fn extjson(v: Bson) -> Bson {
