@@ -51,9 +51,15 @@ pub enum RestoreError {
         source: mongodb::error::Error,
     },
     #[error("oplog replay: {0}")]
-    Oplog(#[from] crate::oplog::OplogError),
+    Oplog(Box<crate::oplog::OplogError>),
     #[error("cancelled")]
     Cancelled,
+}
+
+impl From<crate::oplog::OplogError> for RestoreError {
+    fn from(e: crate::oplog::OplogError) -> Self {
+        RestoreError::Oplog(Box::new(e))
+    }
 }
 
 impl RestoreError {
