@@ -133,11 +133,29 @@ async fn corrupted_or_missing_object_refuses_before_dropping_anything() {
 async fn selective_ns_restores_only_those_and_leaves_the_rest() {
     let e = setup().await;
     seed(&e.c).await;
+    // Small batches and several workers per collection: many parallel inserts.
     let r = rbm(
         &e.server.uri(),
-        &["restore", B1, "--ns", "shop.*", "--wait", "--yes"],
+        &[
+            "restore",
+            B1,
+            "--ns",
+            "shop.*",
+            "--batch-size",
+            "7",
+            "--num-insertion-workers",
+            "3",
+            "--wait",
+            "--yes",
+        ],
     );
     assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
+    // Progress: the phases the agent reports show while waiting.
+    assert!(
+        r.stdout.contains("[dumpDone]") && r.stdout.contains("Restore successfully finished!"),
+        "{}",
+        r.stdout
+    );
     let hashes = rbm_e2e::state_hashes(&e.c).await;
     for ns in ["shop.orders", "shop.customers", "shop.products"] {
         let want = expected_coll(ns);
