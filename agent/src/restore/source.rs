@@ -357,3 +357,37 @@ pub async fn oplog_chunks(
     chunks.sort_by_key(|(s, _)| (s.time, s.increment));
     Ok(chunks.into_iter().map(|(_, n)| n).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// PBM 2.15 writes both `meta.pbm` and `metadata.json`; read from either, a backup's
+    /// namespaces are the same (the JSON form is the fallback for older 2.x backups).
+    #[test]
+    fn metadata_json_matches_meta_pbm_on_the_fixture() {
+        let dir = "/work/shared/fixtures/pbm-2.15/storage/2026-11-26T11:40:53Z/secantus";
+        let (Ok(pbm), Ok(json)) = (
+            std::fs::read(format!("{dir}/meta.pbm")),
+            std::fs::read(format!("{dir}/metadata.json")),
+        ) else {
+            return;
+        };
+        let v2 = ArchiveMetaV2::from_bson_bytes(&pbm).expect("meta.pbm");
+        let v1 = parse_metadata_json(&json, "metadata.json").expect("metadata.json");
+        assert_eq!(v1.len(), v2.namespaces.len());
+        for (a, b) in v1.iter().zip(&v2.namespaces) {
+            assert_eq!((&a.db, &a.name, a.kind), (&b.db, &b.name, b.kind));
+            assert_eq!((a.crc, a.size), (b.crc, b.size), "{}.{}", a.db, a.name);
+            assert_eq!(a.options, b.options, "{}.{}", a.db, a.name);
+            assert_eq!(a.indexes, b.indexes, "{}.{}", a.db, a.name);
+        }
+    }
+
+    #[test]
+    fn legacy_versions() {
+        assert!(is_legacy("1.6.0"));
+        assert!(!is_legacy("2.15.0"));
+        assert!(!is_legacy(""));
+    }
+}
