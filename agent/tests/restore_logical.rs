@@ -211,6 +211,26 @@ async fn ns_from_to_clones_one_collection() {
             .await
             .expect("indexes");
     assert!(idx.contains(&"uuid_1".to_string()), "{idx:?}");
+    // Cloning never overwrites: the same target again is refused (PBM's nsIsTaken).
+    let r = rbm(
+        &e.server.uri(),
+        &[
+            "restore",
+            B1,
+            "--ns-from",
+            "misc.types",
+            "--ns-to",
+            "misc.types_copy",
+            "--wait",
+            "--yes",
+        ],
+    );
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("already in use"), "{}", r.stderr);
+    assert_eq!(
+        rbm_e2e::state_hashes(&e.c).await.get("misc.types_copy"),
+        Some(got)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -129,6 +129,18 @@ impl LogicalRestore {
                 };
                 let f = split(from)?;
                 let t = split(to)?;
+                // PBM's nsIsTaken: cloning never overwrites an existing collection.
+                let taken = client
+                    .database(&t.0)
+                    .list_collection_names()
+                    .filter(doc! {"name": &t.1})
+                    .await
+                    .map_err(RestoreError::db(format!("listCollections in {}", t.0)))?;
+                if !taken.is_empty() {
+                    return Err(RestoreError::BadNs(format!(
+                        "cloning namespace (--ns-to) {to} is already in use, specify another one that doesn't exist in database"
+                    )));
+                }
                 if excluded(&t.0, &t.1) {
                     return Err(RestoreError::BadNs(format!(
                         "{to:?} is a reserved namespace"
