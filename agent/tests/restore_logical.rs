@@ -300,6 +300,12 @@ async fn rbm_backup_round_trip() {
     assert_eq!(r.code, 0, "backup: {} {}", r.stdout, r.stderr);
     let i = r.stdout.find("Starting backup '").expect("backup name") + "Starting backup '".len();
     let name = r.stdout[i..i + 20].to_string();
+    let v = rbm(&server.uri(), &["verify", &name]);
+    assert_eq!(
+        v.code, 0,
+        "verify of an rbm backup: {} {}",
+        v.stdout, v.stderr
+    );
 
     // Afterwards: changes to backed-up collections, and a new collection.
     app.collection::<Document>("items")

@@ -56,6 +56,20 @@ async fn verify_sound_backups_and_name_bad_objects() {
         r.stderr
     );
 
+    // An object the metadata does not list: the metadata is incomplete.
+    std::fs::copy(
+        storage.path().join(B1).join("secantus/geo.events.s2"),
+        storage.path().join(B1).join("secantus/geo.unlisted.s2"),
+    )
+    .expect("copy");
+    let r = rbm(&server.uri(), &["verify", B1]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("geo.unlisted.s2 is not listed in"),
+        "{}",
+        r.stderr
+    );
+
     // Unknown backup name.
     let r = rbm(&server.uri(), &["verify", "2020-01-01T00:00:00Z"]);
     assert_ne!(r.code, 0);
