@@ -16,7 +16,7 @@
 //!   no-ops) and entries repeated at chunk boundaries are applied once.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 
 use bson::raw::{cstr, RawArrayBuf, RawBsonRef, RawDocument};
@@ -114,7 +114,32 @@ type TxnKey = (Vec<u8>, i64);
 /// A transaction's ops, buffered until it commits.
 struct PendingTxn {
     ops: Vec<RawDocumentBuf>,
+    /// The last `applyOps` entry had no `partialTxn`: every op is here.
+    complete: bool,
+    /// Names the first entry in errors.
+    first: EntryId,
 }
+
+/// PBM's transaction id: base64 (raw, standard alphabet) of the `lsid` document's
+/// bytes, `-`, `txnNumber` (mongo-tools' `txn.ID.String`). Shards exchange these.
+pub fn txn_id(lsid: &[u8], txn_number: i64) -> String {
+    use base64::Engine;
+    format!(
+        "{}-{txn_number}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(lsid)
+    )
+}
+
+/// A distributed (prepared) transaction this replay saw committed, for the other
+/// shards (PBM's `RestoreTxn` with state commit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedTxn {
+    pub id: String,
+    pub commit_ts: Timestamp,
+}
+
+/// How many distributed commits are kept for the exchange (PBM's `saveLastDistTxns`).
+const KEEP_DIST_COMMITS: usize = 100;
 
 /// SecantusDB's transaction: plain entries sharing `lsid`, `txnNumber` and `ts`.
 struct PlainGroup {
@@ -138,8 +163,10 @@ pub struct Applier {
     opts: ApplyOptions,
     clone: Option<CloneNs>,
     mode: Mode,
+    users_and_roles: bool,
     stats: ReplayStats,
     txns: HashMap<TxnKey, PendingTxn>,
+    dist_commits: VecDeque<CommittedTxn>,
     group: Option<PlainGroup>,
     last_ts: Option<Timestamp>,
     seen_at_last_ts: HashSet<u64>,
@@ -165,6 +192,8 @@ fn code(e: &mongodb::error::Error) -> Option<i32> {
 
 /// CommandNotFound.
 const COMMAND_NOT_FOUND: i32 = 59;
+/// NamespaceExists.
+const NAMESPACE_EXISTS: i32 = 48;
 
 impl Applier {
     /// Probes once whether the server has `applyOps`.
@@ -182,6 +211,10 @@ impl Applier {
             {
                 Ok(_) => Mode::ApplyOps,
                 Err(e) if code(&e) == Some(COMMAND_NOT_FOUND) => Mode::Commands,
+                // Any other server answer means the command exists (it may just not
+                // take an empty list); replay then fails on the first entry if it is
+                // not allowed to run it, naming that entry.
+                Err(e) if code(&e).is_some() => Mode::ApplyOps,
                 Err(e) => return Err(OplogError::Probe(e)),
             }
         };
@@ -194,12 +227,21 @@ impl Applier {
             opts,
             clone,
             mode,
+            users_and_roles: false,
             stats: ReplayStats::default(),
             txns: HashMap::new(),
+            dist_commits: VecDeque::new(),
             group: None,
             last_ts: None,
             seen_at_last_ts: HashSet::new(),
         })
+    }
+
+    /// Selective replay also applies `admin.system.users`/`roles` changes of users and
+    /// roles defined in a wholly selected database (`--with-users-and-roles`; PBM's
+    /// `SetSelectiveUsersAndRolesRestore`).
+    pub fn set_users_and_roles(&mut self, on: bool) {
+        self.users_and_roles = on;
     }
 
     /// How entries reach this server.
@@ -302,7 +344,7 @@ impl Applier {
     }
 
     async fn handle_top(&mut self, op: &Op<'_>) -> Result<(), OplogError> {
-        if let Some(why) = filter::skip_reason(op, &self.opts.filter, self.clone.as_ref()) {
+        if let Some(why) = self.skip_reason(op) {
             tracing::trace!(entry = %op.id(), why, "oplog entry skipped");
             self.stats.skipped += 1;
             return Ok(());
@@ -319,7 +361,7 @@ impl Applier {
                     .ok_or_else(|| malformed(op.id(), "applyOps holds a non-document".into()))?;
                 let inner = Op::parse(raw).map_err(|e| malformed(op.id(), e))?;
                 let inner = Op { ts: op.ts, ..inner };
-                if filter::skip_reason(&inner, &self.opts.filter, self.clone.as_ref()).is_some() {
+                if self.skip_reason(&inner).is_some() {
                     self.stats.skipped += 1;
                     continue;
                 }
@@ -339,10 +381,12 @@ impl Applier {
             let inner =
                 op.o.get_array("applyOps")
                     .map_err(|e| malformed(op.id(), format!("applyOps: {e}")))?;
-            let t = self
-                .txns
-                .entry(key.clone())
-                .or_insert_with(|| PendingTxn { ops: Vec::new() });
+            let t = self.txns.entry(key.clone()).or_insert_with(|| PendingTxn {
+                ops: Vec::new(),
+                complete: false,
+                first: op.id(),
+            });
+            t.complete = !meta.partial;
             for raw in inner {
                 let raw = raw.map_err(|e| malformed(op.id(), format!("applyOps: {e}")))?;
                 let raw = raw
@@ -361,11 +405,62 @@ impl Applier {
         if !commit {
             return Ok(());
         }
+        if meta.commit {
+            // An empty commit closes a prepared (distributed) transaction: the other
+            // shards may need to know it committed before the end of the range.
+            let commit_ts = op.o.get_timestamp("commitTimestamp").ok().or(op.ts);
+            if let Some(commit_ts) = commit_ts {
+                if self.dist_commits.len() == KEEP_DIST_COMMITS {
+                    self.dist_commits.pop_front();
+                }
+                self.dist_commits.push_back(CommittedTxn {
+                    id: txn_id(&key.0, key.1),
+                    commit_ts,
+                });
+            }
+        }
         // A commit whose ops were before the range start has nothing to apply (PBM).
         let Some(t) = self.txns.remove(&key) else {
             return Ok(());
         };
         self.apply_transaction(t.ops, op.id()).await
+    }
+
+    /// Ids ([`txn_id`]) of transactions prepared (or partly written) and not committed
+    /// or aborted so far.
+    pub fn uncommitted(&self) -> Vec<String> {
+        self.txns.keys().map(|(l, n)| txn_id(l, *n)).collect()
+    }
+
+    /// The last distributed transactions this replay saw committed, oldest first.
+    pub fn distributed_commits(&self) -> impl Iterator<Item = &CommittedTxn> {
+        self.dist_commits.iter()
+    }
+
+    /// After the replay: applies the uncommitted transactions that another shard saw
+    /// committed within the range (PBM's `HandleUncommittedTxn`). Returns how many were
+    /// applied; one whose ops are incomplete here stays uncommitted.
+    ///
+    /// # Errors
+    /// Applying a transaction failed.
+    pub async fn apply_committed_elsewhere(
+        &mut self,
+        committed: &HashSet<String>,
+    ) -> Result<u64, OplogError> {
+        let keys: Vec<TxnKey> = self
+            .txns
+            .iter()
+            .filter(|((l, n), t)| t.complete && committed.contains(&txn_id(l, *n)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut n = 0;
+        for k in keys {
+            if let Some(t) = self.txns.remove(&k) {
+                self.apply_transaction(t.ops, t.first).await?;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// Applies a committed transaction's ops atomically. `commit` names the entry in
@@ -382,7 +477,7 @@ impl Applier {
                 ts: commit.ts,
                 ..op
             };
-            if filter::skip_reason(&op, &self.opts.filter, self.clone.as_ref()).is_some() {
+            if self.skip_reason(&op).is_some() {
                 self.stats.skipped += 1;
                 continue;
             }
@@ -438,6 +533,13 @@ impl Applier {
         Ok(())
     }
 
+    fn skip_reason(&self, op: &Op<'_>) -> Option<&'static str> {
+        if self.users_and_roles && filter::is_selected_user_or_role(op, &self.opts.filter) {
+            return None;
+        }
+        filter::skip_reason(op, &self.opts.filter, self.clone.as_ref())
+    }
+
     fn rewrite(&self, op: &Op<'_>) -> Result<Option<RawDocumentBuf>, String> {
         let drop_uuid = self.mode == Mode::ApplyOps
             && (self.opts.drop_uuids || filter::drops_uuid(op.ns, op.o, op.op));
@@ -483,6 +585,19 @@ impl Applier {
             )
         );
         if self.mode == Mode::ApplyOps && !index_cmd {
+            let (db, coll) = op.db_coll();
+            if op.op == "i" && coll == "system.views" {
+                // PBM-921: applyOps cannot insert a view into a database that does not
+                // exist yet.
+                let a = Action::Command {
+                    db: db.to_string(),
+                    cmd: doc! {"create": "system.views"},
+                    done_codes: vec![NAMESPACE_EXISTS],
+                };
+                self.run_action(&a, None)
+                    .await
+                    .map_err(|e| server_err(&id, &a, e))?;
+            }
             if cmd == Some("create") {
                 if let Some(coll) = op.command_coll() {
                     // PBM's synthetic drop before create.

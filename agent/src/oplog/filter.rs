@@ -78,10 +78,10 @@ pub struct CloneNs {
 }
 
 impl CloneNs {
-    fn from_db_coll(&self) -> (&str, &str) {
+    fn source_db_coll(&self) -> (&str, &str) {
         self.from.split_once('.').unwrap_or((&self.from, ""))
     }
-    fn to_db_coll(&self) -> (&str, &str) {
+    fn target_db_coll(&self) -> (&str, &str) {
         self.to.split_once('.').unwrap_or((&self.to, ""))
     }
 }
@@ -185,6 +185,28 @@ fn is_selected(op: &Op<'_>, filter: &NsFilter) -> bool {
     }
 }
 
+/// With a selective filter and users-and-roles restore: whether the entry changes a
+/// user or role of a wholly selected database (`_id` is `<db>.<name>`; PBM's
+/// `isSelectiveUserOrRoleOp`).
+pub fn is_selected_user_or_role(op: &Op<'_>, filter: &NsFilter) -> bool {
+    if filter.is_all() || !matches!(op.ns, "admin.system.users" | "admin.system.roles") {
+        return false;
+    }
+    let doc = match op.op {
+        "i" | "d" => Some(op.o),
+        "u" => op.o2,
+        _ => None,
+    };
+    let Some(id) = doc.and_then(|d| d.get_str("_id").ok()) else {
+        return false;
+    };
+    let db = id.split_once('.').map_or(id, |(d, _)| d);
+    filter
+        .patterns()
+        .iter()
+        .any(|p| matches!(p, rbm_protocol::ns::NsPattern::Db(d) if d == db))
+}
+
 fn is_for_clone(op: &Op<'_>, c: &CloneNs) -> bool {
     if op.ns == c.from {
         return true;
@@ -193,7 +215,7 @@ fn is_for_clone(op: &Op<'_>, c: &CloneNs) -> bool {
     if op.op != "c" || coll != "$cmd" {
         return false;
     }
-    let (from_db, from_coll) = c.from_db_coll();
+    let (from_db, from_coll) = c.source_db_coll();
     match op.command() {
         Some(("applyOps", _)) => true,
         Some((cmd, v)) if db == from_db && CLONE_COMMANDS.contains(&cmd) => {
@@ -246,8 +268,8 @@ pub fn rewrite(
         if op.ns == c.from {
             new_ns = Some(c.to.clone());
         } else if op.op == "c" {
-            let (from_db, from_coll) = c.from_db_coll();
-            let (to_db, to_coll) = c.to_db_coll();
+            let (from_db, from_coll) = c.source_db_coll();
+            let (to_db, to_coll) = c.target_db_coll();
             if let Some((cmd, v)) = op.command() {
                 if op.db_coll().0 == from_db
                     && CLONE_COMMANDS.contains(&cmd)
@@ -361,6 +383,24 @@ mod tests {
         assert_eq!(reason(&c("other"), &f), Some("namespace not selected"));
         let dd = rawdoc! {"op": "c", "ns": "geo.$cmd", "o": {"dropDatabase": 1}};
         assert_eq!(reason(&dd, &f), None);
+    }
+
+    #[test]
+    fn selective_users_and_roles() {
+        let f = NsFilter::parse(&["shop.*", "geo.places"]).expect("parses");
+        let user = |id: &str| rawdoc! {"op": "i", "ns": "admin.system.users", "o": {"_id": id, "user": "u", "db": "x"}};
+        let yes = user("shop.app");
+        assert!(is_selected_user_or_role(
+            &Op::parse(&yes).expect("parses"),
+            &f
+        ));
+        // Only whole databases carry their users (PBM).
+        let no = user("geo.app");
+        assert!(!is_selected_user_or_role(
+            &Op::parse(&no).expect("parses"),
+            &f
+        ));
+        assert_eq!(reason(&yes, &f), Some("namespace not selected"));
     }
 
     #[test]

@@ -8,17 +8,34 @@
 //!   [`Applier::finish`] applies what is still buffered and returns the counts
 //!   (transactions with no commit by the end are counted, not applied, as in PBM).
 //! - [`replay_stream`] feeds a decompressed chunk (concatenated BSON oplog entries) to an
-//!   applier.
+//!   applier. Chunks may repeat their boundary entries; the applier applies them once.
+//! - Sharded clusters (PBM's distributed-transaction exchange): after every shard's
+//!   replay, collect all shards' [`Applier::distributed_commits`], call
+//!   [`Applier::apply_committed_elsewhere`] on each shard's applier, then `finish`.
+//! - Index commands (`createIndexes`, `commitIndexBuild`, `dropIndexes`, index `collMod`)
+//!   are applied as they come, where PBM records them in its index catalog and builds
+//!   after the replay: a restore builds the backup's indexes *before* replaying, so a
+//!   later `dropIndexes` in the oplog finds what it drops.
+//! - With `applyOps` (mongod) entries keep their `ui`: the restored collections must
+//!   carry the source UUIDs (as mongorestore's preserveUUID), or set
+//!   [`ApplyOptions::drop_uuids`].
+//!
+//! Modules: [`apply`] (the applier), [`filter`] (PBM's skip rules, `--ns`, cloning),
+//! [`translate`] and [`update`] (entries as ordinary commands, for servers without
+//! `applyOps`), [`secantus`] (everything specific to the test server's oplog).
 
-pub mod apply;
 pub mod entry;
 pub mod filter;
 pub mod read;
 pub mod secantus;
 pub mod translate;
 pub mod update;
+// `apply` last: the backup branch adds `read` right after it.
+pub mod apply;
 
-pub use apply::{Applier, ApplyOptions, EntryError, Mode, OplogError, ReplayStats};
+pub use apply::{
+    txn_id, Applier, ApplyOptions, CommittedTxn, EntryError, Mode, OplogError, ReplayStats,
+};
 
 use bson::Timestamp;
 use rbm_storage::bson_stream::BsonReader;

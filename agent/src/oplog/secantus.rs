@@ -6,8 +6,8 @@
 //!   change-stream shape) instead of mongod's `u/i/d/s<field>` diff;
 //! - a transaction is N plain `i`/`u`/`d` entries carrying `lsid` and `txnNumber` and
 //!   sharing one `ts`, with no `applyOps` entry;
-//! - `createIndexes` carries `indexes: [...]` whose specs hold `entryFormat`, which its
-//!   own `createIndexes` command then rejects;
+//! - `createIndexes` carries `indexes: [...]` whose specs hold `entryFormat` (and
+//!   `multikey`), which its own `createIndexes` command then rejects;
 //! - a view's `create` carries `viewPipeline` (and an `idIndex`) where the command takes
 //!   `pipeline`.
 
@@ -86,9 +86,12 @@ pub fn plain_txn_key(op: &Op<'_>) -> Option<(Vec<u8>, i64, bson::Timestamp)> {
     Some((op.lsid?.as_bytes().to_vec(), op.txn_number?, op.ts?))
 }
 
-/// Index specs from the oplog, made acceptable to its `createIndexes`.
+/// Index specs from the oplog, made acceptable to its `createIndexes`: it logs catalog
+/// fields (`entryFormat`, and `multikey` for an index over an array) that the command
+/// rejects as unknown.
 pub fn fix_index_spec(spec: &mut Document) {
     spec.remove("entryFormat");
+    spec.remove("multikey");
 }
 
 /// A `create` from the oplog, made acceptable to its `create` command.
