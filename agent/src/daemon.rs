@@ -87,7 +87,8 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
         hold: settings.test_op_hold,
         backups: Default::default(),
     };
-    tasks.spawn(crate::backup::watchdog::run(
+    // Outside `tasks`: the shutdown order below takes the first task to end for intake.
+    let watchdog = tokio::spawn(crate::backup::watchdog::run(
         node.clone(),
         log.clone(),
         shutdown.clone(),
@@ -126,6 +127,9 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
             intake_done = true;
             hb_cancel.cancel();
         }
+    }
+    if let Err(e) = watchdog.await {
+        tracing::error!("the stuck-backup watchdog failed: {e}");
     }
     log.write(
         Severity::Info,

@@ -443,6 +443,22 @@ async fn full_backup_to_filesystem_matches_pbm_layout() {
     )
     .into_owned();
     assert!(roles.contains("shop_reporter"));
+    // The shapes of mongod's system.users / system.roles (and of PBM's copies).
+    let first_doc = |b: &[u8]| mongodb::bson::Document::from_reader(b).expect("doc");
+    let u = first_doc(&users);
+    assert_eq!(
+        u.get_str("_id").expect("_id"),
+        format!(
+            "{}.{}",
+            u.get_str("db").expect("db"),
+            u.get_str("user").expect("user")
+        )
+    );
+    assert!(u.contains_key("roles"));
+    let r = first_doc(&read_object(&st, &format!("{name}/secantus/admin.pbmRRoles.s2")).await);
+    assert_eq!(r.get_str("_id").expect("_id"), "shop.shop_reporter");
+    let rkeys: Vec<&String> = r.keys().collect();
+    assert_eq!(rkeys, ["_id", "role", "db", "privileges", "roles"]);
     let admin_colls = c
         .database("admin")
         .list_collection_names()
@@ -456,6 +472,86 @@ async fn full_backup_to_filesystem_matches_pbm_layout() {
     );
     // The lock is released.
     assert!(find_all(&c, "pbmLock", doc! {}).await.is_empty());
+
+    // The CLI lists it as done and describes its collections from the storage.
+    let (ok, list, err) = rbm(&server, &["list"]);
+    assert!(ok && list.contains(&name), "{list}\n{err}");
+    let (ok, desc, err) = rbm(
+        &server,
+        &["describe-backup", &name, "--with-collections", "-o", "json"],
+    );
+    assert!(ok, "{desc}\n{err}");
+    assert!(
+        desc.contains("shop.customers") && desc.contains("\"status\": \"done\"")
+            || desc.contains("\"status\":\"done\""),
+        "{desc}"
+    );
+    // Other backup types are refused with a clear error, and the CLI exits non-zero.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (ok, out, err) = rbm(&server, &["backup", "--type", "physical", "--wait"]);
+    assert!(!ok, "{out}");
+    assert!(
+        format!("{out}{err}").contains("not available in this rbm build"),
+        "{out}\n{err}"
+    );
+
+    // The stored documents are the server's, byte for byte (user databases do not
+    // change after the dump; admin.pbm* do).
+    for ns in archive.namespaces.iter().filter(|n| {
+        ["shop", "geo", "misc"].contains(&n.db.as_str()) && n.kind == NamespaceType::Collection
+    }) {
+        let mut theirs: Vec<Vec<u8>> = c
+            .database(&ns.db)
+            .collection::<mongodb::bson::RawDocumentBuf>(&ns.name)
+            .find(doc! {})
+            .await
+            .expect("find")
+            .try_collect::<Vec<_>>()
+            .await
+            .expect("docs")
+            .into_iter()
+            .map(|d| d.into_bytes())
+            .collect();
+        let mut ours: Vec<Vec<u8>> = Vec::new();
+        if ns.size > 0 {
+            let bytes = read_object(&st, &format!("{name}/secantus/{}.s2", ns.ns())).await;
+            let mut r = rbm_storage::bson_stream::BsonReader::new(&bytes[..]);
+            while let Some(d) = r.next().await.expect("doc") {
+                ours.push(d.into_bytes());
+            }
+        }
+        theirs.sort();
+        ours.sort();
+        assert_eq!(ours.len(), theirs.len(), "{}", ns.ns());
+        assert!(ours == theirs, "{}: stored documents differ", ns.ns());
+    }
+
+    // The storage was initialised as PBM does.
+    assert_eq!(read_object(&st, ".pbm.init").await, b"2.15.0");
+
+    // Selective with users and roles: only those of the selected databases.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (ok, out, err) = rbm(
+        &server,
+        &[
+            "backup",
+            "--wait",
+            "--ns",
+            "shop.*",
+            "--with-users-and-roles",
+        ],
+    );
+    assert!(ok, "{out}\n{err}");
+    let sel = name_from_output(&out);
+    let sel_archive = check_stored_backup(&c, &st, &sel, "secantus", ".s2").await;
+    assert!(sel_archive
+        .namespaces
+        .iter()
+        .all(|n| n.db == "shop" || n.name == "pbmRUsers" || n.name == "pbmRRoles"));
+    let sel_users = read_object(&st, &format!("{sel}/secantus/admin.pbmRUsers.s2")).await;
+    let sel_users = String::from_utf8_lossy(&sel_users);
+    assert!(sel_users.contains("shop_app") && !sel_users.contains("clusterMonitor"));
+    assert!(backup_meta(&c, &sel).await.sel_users_and_roles);
 
     // Same fields in the same order as the .pbm.json the real PBM 2.15 wrote.
     let keys = |json: &str| -> (Vec<String>, Vec<String>) {
@@ -751,7 +847,17 @@ async fn s3_backup_and_s3_going_away_mid_upload() {
     registered(&c, 1).await;
 
     // Through the relay while it is up: a complete backup on S3.
-    let (ok, out, err) = rbm(&server, &["backup", "--wait", "--compression", "zstd"]);
+    let (ok, out, err) = rbm(
+        &server,
+        &[
+            "backup",
+            "--wait",
+            "--compression",
+            "zstd",
+            "--compression-level",
+            "3",
+        ],
+    );
     assert!(ok, "{out}\n{err}\n{}", agent.log());
     let good = name_from_output(&out);
     let st = rbm_storage::from_config(&conf, None)
@@ -897,6 +1003,10 @@ async fn waiting_cli_fails_a_backup_whose_agent_died() {
         "stale lock removed"
     );
     assert!(!store.path().join(format!("{name}.pbm.json")).exists());
+    assert!(
+        !store.path().join(&name).exists(),
+        "the CLI deleted the partial backup"
+    );
 }
 
 /// The oracle of a consistent logical backup: every write between `first_write_ts` and
@@ -1051,5 +1161,93 @@ async fn dump_memory_stays_bounded_by_the_pipeline_not_the_collection() {
         "peak RSS grew by {} MiB dumping a {} MiB collection",
         (peak - before) >> 20,
         dumped >> 20
+    );
+}
+
+/// SIGTERM mid-backup: the agent stops the dump, fails the backup, deletes its files and
+/// releases the lock before it exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_backup_fails_it_cleanly() {
+    let server = MongoServer::start().await;
+    let c = client(&server).await;
+    small_dataset(&c, 2, 3000).await;
+    let store = tempfile::tempdir().expect("store");
+    let conf = rbm_e2e::fs_conf(store.path());
+    set_config(&c, &conf, doc! {}).await;
+    let mut agent = Agent::start(
+        &server,
+        "n1:27017",
+        "primary",
+        &[(rbm_agent::backup::logical::TEST_THROTTLE_ENV, "300")],
+    );
+    registered(&c, 1).await;
+    let (ok, out, err) = rbm(&server, &["backup"]);
+    assert!(ok, "{out}\n{err}");
+    let name = name_from_output(&out);
+    wait_for(
+        Duration::from_secs(40),
+        "the dump to be under way",
+        || async { (backup_meta(&c, &name).await.status.as_str() == "running").then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    agent.signal("-TERM");
+    assert!(
+        agent.wait(Duration::from_secs(40)).success(),
+        "{}",
+        agent.log()
+    );
+    let meta = backup_meta(&c, &name).await;
+    assert_eq!(meta.status.as_str(), "error");
+    assert!(
+        meta.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("shutting down"),
+        "{:?}",
+        meta.error
+    );
+    assert!(find_all(&c, "pbmLock", doc! {}).await.is_empty());
+    let st = rbm_storage::from_config(&conf, None)
+        .await
+        .expect("storage");
+    assert!(rbm_storage::list_all(st.as_ref(), &format!("{name}/"))
+        .await
+        .expect("list")
+        .is_empty());
+    assert!(st.stat(&format!("{name}.pbm.json")).await.is_err());
+}
+
+/// `--profile`: the backup goes to the profile's storage and its meta says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_to_a_storage_profile() {
+    let server = MongoServer::start().await;
+    let c = client(&server).await;
+    small_dataset(&c, 2, 100).await;
+    let main = tempfile::tempdir().expect("main store");
+    let other = tempfile::tempdir().expect("profile store");
+    set_config(&c, &rbm_e2e::fs_conf(main.path()), doc! {}).await;
+    let pconf = rbm_e2e::fs_conf(other.path());
+    c.database("admin")
+        .collection::<Document>("pbmConfig")
+        .insert_one(doc! {"name": "second", "profile": true, "storage": mongodb::bson::serialize_to_bson(&pconf).expect("conf")})
+        .await
+        .expect("profile");
+    let agent = Agent::start(&server, "n1:27017", "primary", &[]);
+    registered(&c, 1).await;
+    let (ok, out, err) = rbm(&server, &["backup", "--wait", "--profile", "second"]);
+    assert!(ok, "{out}\n{err}\n{}", agent.log());
+    let name = name_from_output(&out);
+    let st = rbm_storage::from_config(&pconf, None)
+        .await
+        .expect("storage");
+    check_stored_backup(&c, &st, &name, "secantus", ".s2").await;
+    let meta = backup_meta(&c, &name).await;
+    assert_eq!(meta.store.name, "second");
+    assert!(meta.store.is_profile);
+    assert_eq!(meta.store.storage, pconf);
+    assert!(
+        !main.path().join(&name).exists(),
+        "nothing on the main storage"
     );
 }

@@ -48,6 +48,17 @@ const VALID_INDEX_OPTIONS: [&str; 23] = [
     "wildcardProjection",
 ];
 
+/// PBM's rule for system collections: keep everything in `admin` (but `system.keys`,
+/// filtered by the listing) and `config` (the router collections), and elsewhere only
+/// `system.buckets.*` and `system.js` (not e.g. `system.views`, `system.profile`).
+pub fn keeps(db: &str, coll: &str) -> bool {
+    db == "admin"
+        || db == "config"
+        || !coll.starts_with("system.")
+        || coll.starts_with("system.buckets")
+        || coll == "system.js"
+}
+
 fn db_err(what: String) -> impl FnOnce(mongodb::error::Error) -> BackupError {
     move |source| BackupError::Db { what, source }
 }
@@ -100,14 +111,7 @@ async fn list_db_namespaces(
         if !selected(db, &name) {
             continue;
         }
-        // Only admin.*, config.<router collections>, <db>.system.buckets.* and
-        // <db>.system.js among system collections (not e.g. <db>.system.views).
-        if db != "admin"
-            && db != "config"
-            && name.starts_with("system.")
-            && !name.starts_with("system.buckets")
-            && name != "system.js"
-        {
+        if !keeps(db, &name) {
             continue;
         }
         let kind = match spec.get_str("type").unwrap_or("collection") {
@@ -263,6 +267,17 @@ mod tests {
         };
         let p = root.join("pbm-2.15/storage").join(rel);
         std::fs::read(p).expect("fixture")
+    }
+
+    #[test]
+    fn system_collections_as_pbm() {
+        assert!(keeps("admin", "system.users"));
+        assert!(keeps("config", "chunks"));
+        assert!(keeps("shop", "orders"));
+        assert!(keeps("shop", "system.js"));
+        assert!(keeps("shop", "system.buckets.metrics"));
+        assert!(!keeps("shop", "system.views"));
+        assert!(!keeps("shop", "system.profile"));
     }
 
     /// metadata.json derived from PBM's own meta.pbm must be PBM's own metadata.json.

@@ -338,3 +338,62 @@ pub async fn dump_collection(
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_are_named_as_pbm() {
+        let target = DumpTarget {
+            storage: Arc::new(rbm_storage::blackhole::Blackhole),
+            backup: "2026-01-02T03:04:05Z".into(),
+            replset: "rs1".into(),
+            compression: Compression::Zstd,
+            level: None,
+            cancel: CancellationToken::new(),
+            test_throttle: std::time::Duration::ZERO,
+        };
+        let ns = |db: &str, name: &str| NamespaceV2 {
+            db: db.into(),
+            name: name.into(),
+            kind: NamespaceType::Collection,
+            uuid: String::new(),
+            options: Default::default(),
+            indexes: Vec::new(),
+            crc: 0,
+            size: 0,
+        };
+        assert_eq!(
+            target.object(&ns("shop", "orders.2024")),
+            "2026-01-02T03:04:05Z/rs1/shop.orders.2024.zst"
+        );
+        // A time-series collection's buckets are stored under the collection's name.
+        assert_eq!(
+            target.object(&ns("iot", "system.buckets.metrics")),
+            "2026-01-02T03:04:05Z/rs1/iot.metrics.zst"
+        );
+    }
+
+    #[test]
+    fn batches_hold_a_few_mib() {
+        assert_eq!(batch_size(None), BATCH_SMALL);
+        assert_eq!(batch_size(Some(100)), BATCH);
+        assert_eq!(batch_size(Some(16 << 10)), 256);
+        assert_eq!(batch_size(Some(16 << 20)), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_producer_fails_the_reader() {
+        use tokio::io::AsyncReadExt;
+        let (mut sink, mut reader) = doc_pipe();
+        let writer = tokio::spawn(async move {
+            sink.write(&[1, 2, 3]).await.expect("write");
+            sink.fail(io::Error::other("cursor died")).await;
+        });
+        let mut out = Vec::new();
+        let err = reader.read_to_end(&mut out).await.expect_err("must fail");
+        assert!(err.to_string().contains("cursor died"), "{err}");
+        writer.await.expect("join");
+    }
+}

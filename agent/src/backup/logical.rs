@@ -34,6 +34,9 @@ use rbm_storage::{Compression, DynStorage};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// PBM's agent setting for collections dumped at once (`--dump-parallel-collections`).
+pub const DUMP_PARALLEL_ENV: &str = "PBM_DUMP_PARALLEL_COLLECTIONS";
+
 /// Test-only knob: milliseconds to pause after every 100 dumped documents.
 pub const TEST_THROTTLE_ENV: &str = "RBM_AGENT_TEST_DUMP_THROTTLE_MS";
 
@@ -134,11 +137,14 @@ pub async fn run_logical(job: &BackupJob<'_>, lock: &HeldLock, shutdown: &Cancel
             }
         }
     }
-    if !job.cmd.namespaces.is_empty() && !job.cmd.users_and_roles {
-        // Nothing was copied.
-    } else if let Err(e) = users::drop_tmp(job.node).await {
-        job.log(Severity::Warning, &format!("drop tmp users and roles: {e}"))
-            .await;
+    // A selective backup without users and roles copied none.
+    let copied_users = job.cmd.namespaces.is_empty() || job.cmd.users_and_roles;
+    if copied_users {
+        job.log(Severity::Info, "dropping tmp collections").await;
+        if let Err(e) = users::drop_tmp(job.node).await {
+            job.log(Severity::Warning, &format!("drop tmp users and roles: {e}"))
+                .await;
+        }
     }
     hb_stop.cancel();
     let _ = hb.await;
@@ -257,7 +263,12 @@ async fn do_logical(
         Some(n) if n > 0 => n as usize,
         _ => match backup_conf.num_parallel_collections {
             Some(n) if n > 0 => n as usize,
-            _ => super::half_cpus(),
+            // PBM's agent flag/env comes next, then half the CPUs.
+            _ => std::env::var(DUMP_PARALLEL_ENV)
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or_else(super::half_cpus),
         },
     };
     let filter = NsFilter::parse(&cmd.namespaces).map_err(|e| BackupError::Other(e.to_string()))?;

@@ -154,16 +154,63 @@ mod secantus {
                 .run_command(doc! {"usersInfo": 1, "showCredentials": true})
                 .await
                 .map_err(db(format!("usersInfo on {name}")))?;
-            users.extend(docs(&u, "users"));
+            users.extend(
+                docs(&u, "users")
+                    .iter()
+                    .map(|d| catalog_doc(d, "user", USER_FIELDS)),
+            );
             let r = d
                 .run_command(
                     doc! {"rolesInfo": 1, "showPrivileges": true, "showBuiltinRoles": false},
                 )
                 .await
                 .map_err(db(format!("rolesInfo on {name}")))?;
-            roles.extend(docs(&r, "roles"));
+            roles.extend(
+                docs(&r, "roles")
+                    .iter()
+                    .map(|d| catalog_doc(d, "role", ROLE_FIELDS)),
+            );
         }
         Ok((users, roles))
+    }
+
+    /// The fields of a mongod `admin.system.users` document, in its order (plus
+    /// `mechanisms`, which SecantusDB's users view and PBM's copy of it carry).
+    const USER_FIELDS: &[&str] = &[
+        "userId",
+        "user",
+        "db",
+        "credentials",
+        "customData",
+        "roles",
+        "authenticationRestrictions",
+        "mechanisms",
+    ];
+    /// The fields of a mongod `admin.system.roles` document, in its order.
+    const ROLE_FIELDS: &[&str] = &[
+        "role",
+        "db",
+        "privileges",
+        "roles",
+        "authenticationRestrictions",
+    ];
+
+    /// A `usersInfo`/`rolesInfo` entry reshaped as the `system.users`/`system.roles`
+    /// document mongod would store (`_id` = `<db>.<name>`), so the restore reads one shape.
+    fn catalog_doc(d: &Document, name_key: &str, fields: &[&str]) -> Document {
+        let mut out = Document::new();
+        let id = format!(
+            "{}.{}",
+            d.get_str("db").unwrap_or_default(),
+            d.get_str(name_key).unwrap_or_default()
+        );
+        out.insert("_id", id);
+        for f in fields {
+            if let Some(v) = d.get(*f) {
+                out.insert(*f, v.clone());
+            }
+        }
+        out
     }
 
     fn docs(reply: &Document, key: &str) -> Vec<Document> {

@@ -358,7 +358,8 @@ async fn fail_if_stuck(conn: &Conn, m: &BackupMeta) -> Result<Option<CliError>, 
         m.hb.time
     );
     let ts = now_unix().0;
-    conn.coll(defs::BACKUPS_COLLECTION)
+    let marked = conn
+        .coll(defs::BACKUPS_COLLECTION)
         .update_one(
             doc! {"name": &m.name, "hb": m.hb, "status": {"$nin": ["done", "error", "canceled"]}},
             doc! {
@@ -368,6 +369,15 @@ async fn fail_if_stuck(conn: &Conn, m: &BackupMeta) -> Result<Option<CliError>, 
         )
         .await
         .map_err(|e| CliError::mongo("mark the stuck backup failed", &e))?;
+    if marked.modified_count == 1 {
+        // As an agent would on error: no partial backup stays on the storage.
+        if let Ok(st) = rbm_storage::from_config(&m.store.storage, None).await {
+            if let Err(e) = crate::backup::logical::delete_backup_files(st.as_ref(), &m.name).await
+            {
+                tracing::warn!("delete the files of stuck backup {}: {e}", m.name);
+            }
+        }
+    }
     // Its lock is as dead as its heartbeat: remove it so the next operation can start.
     let stale_before = Timestamp {
         time: now.time.saturating_sub(defs::STALE_FRAME_SEC),
