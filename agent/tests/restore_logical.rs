@@ -12,7 +12,6 @@ use mongodb::bson::{doc, Document};
 use mongodb::Client;
 use restore_common::*;
 
-const FIXTURES: &str = "/work/shared/fixtures/pbm-2.15";
 const B1: &str = "2026-11-26T11:40:53Z";
 
 struct Env {
@@ -25,7 +24,7 @@ struct Env {
 async fn setup() -> Env {
     let server = MongoServer::start().await;
     let agent = Agent::start(&server, "127.0.0.1:27017", "primary", &[]);
-    let storage = copy_storage(FIXTURES);
+    let storage = copy_storage(&fixture("pbm-2.15"));
     configure(&server, storage.path()).await;
     let c = agent_common::client(&server).await;
     wait_backup_listed(&c, B1).await;
@@ -64,7 +63,7 @@ async fn count(c: &Client, db: &str, coll: &str) -> u64 {
 }
 
 fn expected_coll(ns: &str) -> serde_json::Value {
-    expected_json(FIXTURES)["backups"][0]["state"]["collections"][ns].clone()
+    expected_json(&fixture("pbm-2.15"))["backups"][0]["state"]["collections"][ns].clone()
 }
 
 async fn no_temporaries(c: &Client) {

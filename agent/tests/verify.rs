@@ -8,12 +8,11 @@ mod restore_common;
 use agent_common::MongoServer;
 use restore_common::*;
 
-const FIXTURES: &str = "/work/shared/fixtures/pbm-2.15";
 const B1: &str = "2026-11-26T11:40:53Z";
 
 async fn setup() -> (MongoServer, tempfile::TempDir) {
     let server = MongoServer::start().await;
-    let storage = copy_storage(FIXTURES);
+    let storage = copy_storage(&fixture("pbm-2.15"));
     configure(&server, storage.path()).await;
     (server, storage)
 }

@@ -294,10 +294,12 @@ mod tests {
     /// decodes with matching CRCs and holds what the fixture's README lists.
     #[tokio::test]
     async fn reads_the_pbm_legacy_fixture_archives() {
-        let dir = "/work/shared/fixtures/pbm-legacy/pbm_disttxn_50";
-        if !std::path::Path::new(dir).exists() {
-            return;
-        }
+        let root = match std::env::var_os("RBM_FIXTURES") {
+            Some(p) => std::path::PathBuf::from(p),
+            None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"),
+        };
+        let dir = root.join("pbm-legacy/pbm_disttxn_50");
+        let dir = dir.display();
         for (rs, want) in [
             ("rs1", vec![("trx.test", 3)]),
             ("rs2", vec![("trx.test", 3), ("trx.test2", 7)]),

@@ -366,13 +366,13 @@ mod tests {
     /// namespaces are the same (the JSON form is the fallback for older 2.x backups).
     #[test]
     fn metadata_json_matches_meta_pbm_on_the_fixture() {
-        let dir = "/work/shared/fixtures/pbm-2.15/storage/2026-11-26T11:40:53Z/secantus";
-        let (Ok(pbm), Ok(json)) = (
-            std::fs::read(format!("{dir}/meta.pbm")),
-            std::fs::read(format!("{dir}/metadata.json")),
-        ) else {
-            return;
+        let root = match std::env::var_os("RBM_FIXTURES") {
+            Some(p) => std::path::PathBuf::from(p),
+            None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"),
         };
+        let dir = root.join("pbm-2.15/storage/2026-11-26T11:40:53Z/secantus");
+        let pbm = std::fs::read(dir.join("meta.pbm")).expect("fixture meta.pbm (RBM_FIXTURES?)");
+        let json = std::fs::read(dir.join("metadata.json")).expect("fixture metadata.json");
         let v2 = ArchiveMetaV2::from_bson_bytes(&pbm).expect("meta.pbm");
         let v1 = parse_metadata_json(&json, "metadata.json").expect("metadata.json");
         assert_eq!(v1.len(), v2.namespaces.len());
