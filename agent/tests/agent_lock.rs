@@ -23,7 +23,9 @@ async fn racing_agents_one_winner() {
         (find_all(&c, "pbmAgents", doc! {}).await.len() == 5).then_some(())
     })
     .await;
-    let opid = send_command(&c, "deletePitr", Some(doc! {"olderthan": 0_i64}), 0).await.to_hex();
+    let opid = send_command(&c, "deletePitr", Some(doc! {"olderthan": 0_i64}), 0)
+        .await
+        .to_hex();
 
     let lock = wait_for(Duration::from_secs(15), "the lock", || async {
         find_all(&c, "pbmLock", doc! {}).await.into_iter().next()
@@ -80,7 +82,9 @@ async fn dead_holder_taken_over_only_when_stale() {
         .then_some(())
     })
     .await;
-    let op1 = send_command(&c, "deletePitr", Some(doc! {"olderthan": 0_i64}), 0).await.to_hex();
+    let op1 = send_command(&c, "deletePitr", Some(doc! {"olderthan": 0_i64}), 0)
+        .await
+        .to_hex();
     wait_for(Duration::from_secs(15), "a holds the lock", || async {
         find_all(&c, "pbmLock", doc! {"node": "a:27017", "opid": &op1})
             .await
@@ -105,7 +109,9 @@ async fn dead_holder_taken_over_only_when_stale() {
     let dead_hb = dead.get_timestamp("hb").expect("hb");
 
     // Alive by cluster time: refused.
-    let op2 = send_command(&c, "deletePitr", Some(doc! {"olderthan": 0_i64}), 0).await.to_hex();
+    let op2 = send_command(&c, "deletePitr", Some(doc! {"olderthan": 0_i64}), 0)
+        .await
+        .to_hex();
     let refused = wait_for(Duration::from_secs(15), "b refuses op2", || async {
         find_all(&c, "pbmLog", doc! {"opid": &op2, "node": "b:27017"})
             .await
@@ -134,7 +140,9 @@ async fn dead_holder_taken_over_only_when_stale() {
         || async { (cluster_time(&c).await.time > dead_hb.time + 30).then_some(()) },
     )
     .await;
-    let op3 = send_command(&c, "deletePitr", Some(doc! {"olderthan": 0_i64}), 0).await.to_hex();
+    let op3 = send_command(&c, "deletePitr", Some(doc! {"olderthan": 0_i64}), 0)
+        .await
+        .to_hex();
     let taken = wait_for(Duration::from_secs(15), "b takes over", || async {
         find_all(&c, "pbmLock", doc! {"node": "b:27017", "opid": &op3})
             .await

@@ -144,6 +144,7 @@ async fn selective_ns_restores_only_those_and_leaves_the_rest() {
             "7",
             "--num-insertion-workers",
             "3",
+            "--with-users-and-roles",
             "--wait",
             "--yes",
         ],
@@ -175,6 +176,36 @@ async fn selective_ns_restores_only_those_and_leaves_the_rest() {
             .await
             .expect("views");
     assert_eq!(views, vec!["big_orders".to_string()]);
+    // --with-users-and-roles: the selected database's users and roles only.
+    let users_of = |db: &'static str| {
+        let c = e.c.clone();
+        async move {
+            let d = c
+                .database(db)
+                .run_command(doc! {"usersInfo": 1})
+                .await
+                .expect("usersInfo");
+            d.get_array("users")
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|u| u.as_document()?.get_str("user").ok().map(String::from))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        }
+    };
+    assert_eq!(users_of("shop").await, vec!["shop_app".to_string()]);
+    assert!(!users_of("admin").await.contains(&"fx_ops".to_string()));
+    let roles =
+        e.c.database("shop")
+            .run_command(doc! {"rolesInfo": "shop_reporter", "showPrivileges": true})
+            .await
+            .expect("rolesInfo");
+    assert_eq!(
+        roles.get_array("roles").map(|a| a.len()).unwrap_or(0),
+        1,
+        "{roles:?}"
+    );
     no_temporaries(&e.c).await;
 }
 
