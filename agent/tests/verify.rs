@@ -8,12 +8,11 @@ mod restore_common;
 use agent_common::MongoServer;
 use restore_common::*;
 
-const FIXTURES: &str = "/work/shared/fixtures/pbm-2.15";
 const B1: &str = "2026-11-26T11:40:53Z";
 
 async fn setup() -> (MongoServer, tempfile::TempDir) {
     let server = MongoServer::start().await;
-    let storage = copy_storage(FIXTURES);
+    let storage = copy_storage(&fixture("pbm-2.15"));
     configure(&server, storage.path()).await;
     (server, storage)
 }
@@ -52,6 +51,20 @@ async fn verify_sound_backups_and_name_bad_objects() {
         r.stderr.contains(&format!(
             "backup object {B1}/secantus/shop.orders.s2 is missing"
         )),
+        "{}",
+        r.stderr
+    );
+
+    // An object the metadata does not list: the metadata is incomplete.
+    std::fs::copy(
+        storage.path().join(B1).join("secantus/geo.events.s2"),
+        storage.path().join(B1).join("secantus/geo.unlisted.s2"),
+    )
+    .expect("copy");
+    let r = rbm(&server.uri(), &["verify", B1]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("geo.unlisted.s2 is not listed in"),
         "{}",
         r.stderr
     );

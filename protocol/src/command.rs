@@ -171,6 +171,10 @@ pub struct RestoreCmd {
     pub ext_ts: Timestamp,
     #[serde(default)]
     pub exit: bool,
+    /// rbm extension (`rbm restore --batch-size`): documents per insert batch, overriding
+    /// the config's `restore.batchSize`. PBM agents ignore the field.
+    #[serde(rename = "batchSize", default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<i32>,
 }
 
 fn zero_ts() -> Timestamp {

@@ -262,8 +262,14 @@ struct RestoreCliArgs {
     with_users_and_roles: bool,
     #[arg(long = "num-parallel-collections")]
     num_parallel_collections: Option<i32>,
-    #[arg(long = "num-insertion-workers-per-collection")]
+    #[arg(
+        long = "num-insertion-workers-per-collection",
+        visible_alias = "num-insertion-workers"
+    )]
     num_insertion_workers: Option<i32>,
+    /// Documents per insert batch (default: the config's restore.batchSize, 500).
+    #[arg(long = "batch-size", value_parser = clap::value_parser!(i32).range(1..))]
+    batch_size: Option<i32>,
     /// Don't ask for confirmation.
     #[arg(short = 'y', long = "yes")]
     yes: bool,
@@ -561,6 +567,7 @@ async fn cluster_command(
                 with_users_and_roles: a.with_users_and_roles,
                 num_parallel_collections: a.num_parallel_collections,
                 num_insertion_workers: a.num_insertion_workers,
+                batch_size: a.batch_size,
                 wait: a.wait,
                 wait_time: wait_time(a.wait_time.as_deref())?,
             };

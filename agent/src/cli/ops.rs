@@ -485,6 +485,8 @@ pub struct RestoreArgs {
     pub with_users_and_roles: bool,
     pub num_parallel_collections: Option<i32>,
     pub num_insertion_workers: Option<i32>,
+    /// Documents per insert batch (rbm extension).
+    pub batch_size: Option<i32>,
     pub wait: bool,
     pub wait_time: Option<Duration>,
 }
@@ -587,6 +589,7 @@ pub async fn restore(
             increment: 0,
         },
         exit: false,
+        batch_size: args.batch_size,
     };
     let opid = send_command(conn, Command::Restore(cmd)).await?;
     let text = out == OutputFormat::Text;

@@ -186,7 +186,11 @@ async fn restore(
             .filter(|n| *n > 0)
             .unwrap_or(2)
             .clamp(1, 64) as usize,
-        batch_size: rcfg.batch_size().max(1) as usize,
+        batch_size: cmd
+            .batch_size
+            .filter(|n| *n > 0)
+            .unwrap_or(rcfg.batch_size())
+            .clamp(1, 100_000) as usize,
         tag: opid_hex.chars().rev().take(8).collect::<String>(),
     };
     let mut r = LogicalRestore::prepare(

@@ -67,6 +67,9 @@ struct Target {
     coll: String,
     temp: String,
     loaded: bool,
+    /// The temporary was created with the backup's UUID (a rename within its database
+    /// keeps it).
+    uuid_kept: bool,
 }
 
 /// What the restore did, for the logs.
@@ -91,6 +94,9 @@ pub struct LogicalRestore {
     /// Databases whose users and roles are swapped; `None` for all; not restored when
     /// the outer option is `None`.
     users_dbs: Option<Option<Vec<String>>>,
+    /// Create temporaries with the backup's UUIDs (`applyOps`), as PBM's mongorestore
+    /// with `preserveUUID`; never for a clone.
+    keep_uuids: bool,
     pub summary: RestoreSummary,
 }
 
@@ -129,6 +135,18 @@ impl LogicalRestore {
                 };
                 let f = split(from)?;
                 let t = split(to)?;
+                // PBM's nsIsTaken: cloning never overwrites an existing collection.
+                let taken = client
+                    .database(&t.0)
+                    .list_collection_names()
+                    .filter(doc! {"name": &t.1})
+                    .await
+                    .map_err(RestoreError::db(format!("listCollections in {}", t.0)))?;
+                if !taken.is_empty() {
+                    return Err(RestoreError::BadNs(format!(
+                        "cloning namespace (--ns-to) {to} is already in use, specify another one that doesn't exist in database"
+                    )));
+                }
                 if excluded(&t.0, &t.1) {
                     return Err(RestoreError::BadNs(format!(
                         "{to:?} is a reserved namespace"
@@ -190,6 +208,7 @@ impl LogicalRestore {
                     db,
                     coll,
                     loaded: false,
+                    uuid_kept: false,
                 }),
             }
         }
@@ -243,7 +262,9 @@ impl LogicalRestore {
         } else {
             Some(None)
         };
+        let keep_uuids = clone.is_none() && secantus::has_apply_ops(&client).await;
         let me = Self {
+            keep_uuids,
             client,
             storage,
             rsb,
@@ -316,7 +337,7 @@ impl LogicalRestore {
 
     async fn load_all(&mut self, cancel: &CancellationToken) -> Result<(), RestoreError> {
         let parallel = self.opts.parallel_collections.max(1);
-        let mut set: JoinSet<(usize, Result<u64, RestoreError>)> = JoinSet::new();
+        let mut set: JoinSet<(usize, Result<Loaded, RestoreError>)> = JoinSet::new();
         let mut next = 0;
         let mut result = Ok(());
         loop {
@@ -329,10 +350,12 @@ impl LogicalRestore {
                 let compression = self.rsb.compression;
                 let opts = self.opts.clone();
                 let cancel = cancel.clone();
+                let keep_uuid = self.keep_uuids;
                 set.spawn(async move {
                     (
                         i,
-                        load_one(&client, storage, compression, &t, &opts, &cancel).await,
+                        load_one(&client, storage, compression, &t, &opts, keep_uuid, &cancel)
+                            .await,
                     )
                 });
             }
@@ -340,8 +363,9 @@ impl LogicalRestore {
                 break;
             };
             match joined {
-                Ok((i, Ok(n))) => {
+                Ok((i, Ok((n, uuid_kept)))) => {
                     self.targets[i].loaded = true;
+                    self.targets[i].uuid_kept = uuid_kept;
                     self.summary.documents += n;
                 }
                 Ok((i, Err(e))) => {
@@ -477,9 +501,9 @@ impl LogicalRestore {
             ApplyOptions {
                 filter,
                 remap,
-                // The restored collections are new (temporaries renamed in): their
-                // UUIDs are not the backup's, so entries must not name collections by `ui`.
-                drop_uuids: true,
+                // Entries name collections by `ui` only when every restored collection
+                // got the backup's UUID back.
+                drop_uuids: !self.targets.iter().all(|t| t.uuid_kept),
                 force_commands: false,
             },
         )
@@ -604,10 +628,27 @@ impl LogicalRestore {
     }
 }
 
+/// A UUID as `meta.pbm` stores it (32 hex digits) → BSON binary subtype 4.
+fn uuid_from_hex(hex: &str) -> Option<bson::Binary> {
+    if hex.len() != 32 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..16)
+        .map(|i| u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok())
+        .collect();
+    Some(bson::Binary {
+        subtype: bson::spec::BinarySubtype::Uuid,
+        bytes: bytes?,
+    })
+}
+
 fn is_id_index(spec: &Document) -> bool {
     spec.get_document("key")
         .is_ok_and(|k| k.len() == 1 && k.contains_key("_id"))
 }
+
+/// Documents loaded, and whether the backup's UUID was kept.
+type Loaded = (u64, bool);
 
 /// Loads one collection into its temporary and checks the dump's size and CRC-64.
 async fn load_one(
@@ -616,8 +657,9 @@ async fn load_one(
     compression: Compression,
     t: &Target,
     opts: &RestoreOptions,
+    keep_uuid: bool,
     cancel: &CancellationToken,
-) -> Result<u64, RestoreError> {
+) -> Result<Loaded, RestoreError> {
     let db = client.database(&t.db);
     // A leftover of an interrupted restore with the same tag is ours to drop.
     db.collection::<Document>(&t.temp)
@@ -628,12 +670,33 @@ async fn load_one(
     for (k, v) in &t.ns.options {
         create.insert(k.clone(), v.clone());
     }
-    db.run_command(create)
-        .await
-        .map_err(RestoreError::db(format!(
-            "create {}.{} (for {}.{})",
-            t.db, t.temp, t.db, t.coll
-        )))?;
+    let mut uuid_kept = false;
+    if let (true, Some(ui)) = (keep_uuid, uuid_from_hex(&t.ns.uuid)) {
+        // mongorestore's preserveUUID: `create` through applyOps with the UUID. It fails
+        // when the UUID is in use (restoring onto the cluster the backup came from,
+        // where the old collection still exists): then the collection gets a new one.
+        let op = doc! {"op": "c", "ns": format!("{}.$cmd", t.db), "ui": ui, "o": create.clone()};
+        match client
+            .database("admin")
+            .run_command(doc! {"applyOps": [op]})
+            .await
+        {
+            Ok(_) => uuid_kept = true,
+            Err(e) => tracing::info!(
+                "{}.{}: cannot keep the backup's UUID ({e}); a new one is used",
+                t.db,
+                t.coll
+            ),
+        }
+    }
+    if !uuid_kept {
+        db.run_command(create)
+            .await
+            .map_err(RestoreError::db(format!(
+                "create {}.{} (for {}.{})",
+                t.db, t.temp, t.db, t.coll
+            )))?;
+    }
     let coll = Arc::new(
         db.collection_with_options::<RawDocumentBuf>(
             &t.temp,
@@ -712,7 +775,7 @@ async fn load_one(
     // A read error explains a failed insert better than the reverse.
     let n = read_result?;
     insert_result?;
-    Ok(n)
+    Ok((n, uuid_kept))
 }
 
 /// The authenticated user of this connection (PBM keeps it when swapping users).
@@ -780,4 +843,39 @@ async fn swap_users(
             .map_err(RestoreError::db("insert into admin.system.users"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_from_meta_hex() {
+        let b = uuid_from_hex("5ae482037c0b4c2eb2e31c07768e1b75").expect("uuid");
+        assert_eq!(b.subtype, bson::spec::BinarySubtype::Uuid);
+        assert_eq!(b.bytes[0], 0x5a);
+        assert_eq!(b.bytes[15], 0x75);
+        assert!(uuid_from_hex("").is_none());
+        assert!(uuid_from_hex("zz e482037c0b4c2eb2e31c07768e1b7").is_none());
+    }
+
+    #[test]
+    fn excluded_namespaces_follow_pbm() {
+        for (db, c) in [
+            ("admin", "pbmBackups"),
+            ("admin", "system.version"),
+            ("config", "shards"),
+            ("local", "oplog.rs"),
+            ("shop", "system.views"),
+        ] {
+            assert!(excluded(db, c), "{db}.{c}");
+        }
+        for (db, c) in [
+            ("admin", "mydata"),
+            ("shop", "orders"),
+            ("shop", "system.js"),
+        ] {
+            assert!(!excluded(db, c), "{db}.{c}");
+        }
+    }
 }

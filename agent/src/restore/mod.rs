@@ -10,7 +10,9 @@
 //! Order after the switch, as PBM's `Snapshot`: users and roles, oplog slice to the
 //! backup's consistency point, indexes, then views.
 
+pub mod legacy;
 pub mod logical;
+pub mod mongoarchive;
 pub mod secantus;
 pub mod source;
 pub mod verify;
@@ -49,9 +51,15 @@ pub enum RestoreError {
         source: mongodb::error::Error,
     },
     #[error("oplog replay: {0}")]
-    Oplog(#[from] crate::oplog::OplogError),
+    Oplog(Box<crate::oplog::OplogError>),
     #[error("cancelled")]
     Cancelled,
+}
+
+impl From<crate::oplog::OplogError> for RestoreError {
+    fn from(e: crate::oplog::OplogError) -> Self {
+        RestoreError::Oplog(Box::new(e))
+    }
 }
 
 impl RestoreError {

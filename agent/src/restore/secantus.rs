@@ -86,6 +86,12 @@ pub async fn switch_by_copy(
     Ok(())
 }
 
+/// Whether `create` can go through `applyOps` (to keep a collection's UUID). SecantusDB
+/// has no `applyOps`; mongod has.
+pub async fn has_apply_ops(client: &Client) -> bool {
+    !is_secantus(client).await
+}
+
 /// SecantusDB reports mongod's version with an all-zero `gitVersion`.
 pub async fn is_secantus(client: &Client) -> bool {
     match client

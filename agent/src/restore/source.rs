@@ -273,6 +273,34 @@ pub fn parse_metadata_json(bytes: &[u8], object: &str) -> Result<Vec<NamespaceV2
     Ok(out)
 }
 
+/// A mongodump `metadata` string (extended JSON) as `(type, options, indexes, uuid)`.
+///
+/// # Errors
+/// Malformed JSON.
+pub fn parse_collection_metadata(
+    text: &str,
+) -> Result<(NamespaceType, Document, Vec<Document>, String), String> {
+    let md = match extjson(rbm_protocol::gojson::parse(text).map_err(|e| e.to_string())?) {
+        Bson::Document(md) => md,
+        _ => Document::new(),
+    };
+    let kind = match md.get_str("type") {
+        Ok("view") => NamespaceType::View,
+        Ok("timeseries") => NamespaceType::Timeseries,
+        _ => NamespaceType::Collection,
+    };
+    let indexes = md
+        .get_array("indexes")
+        .map(|a| a.iter().filter_map(|i| i.as_document().cloned()).collect())
+        .unwrap_or_default();
+    Ok((
+        kind,
+        md.get_document("options").cloned().unwrap_or_default(),
+        indexes,
+        md.get_str("uuid").unwrap_or("").to_string(),
+    ))
+}
+
 /// Canonical extended JSON wrappers (`$numberInt`, ...) to BSON values; other documents
 /// keep their order.
 fn extjson(v: Bson) -> Bson {
@@ -328,4 +356,38 @@ pub async fn oplog_chunks(
     }
     chunks.sort_by_key(|(s, _)| (s.time, s.increment));
     Ok(chunks.into_iter().map(|(_, n)| n).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// PBM 2.15 writes both `meta.pbm` and `metadata.json`; read from either, a backup's
+    /// namespaces are the same (the JSON form is the fallback for older 2.x backups).
+    #[test]
+    fn metadata_json_matches_meta_pbm_on_the_fixture() {
+        let root = match std::env::var_os("RBM_FIXTURES") {
+            Some(p) => std::path::PathBuf::from(p),
+            None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"),
+        };
+        let dir = root.join("pbm-2.15/storage/2026-11-26T11:40:53Z/secantus");
+        let pbm = std::fs::read(dir.join("meta.pbm")).expect("fixture meta.pbm (RBM_FIXTURES?)");
+        let json = std::fs::read(dir.join("metadata.json")).expect("fixture metadata.json");
+        let v2 = ArchiveMetaV2::from_bson_bytes(&pbm).expect("meta.pbm");
+        let v1 = parse_metadata_json(&json, "metadata.json").expect("metadata.json");
+        assert_eq!(v1.len(), v2.namespaces.len());
+        for (a, b) in v1.iter().zip(&v2.namespaces) {
+            assert_eq!((&a.db, &a.name, a.kind), (&b.db, &b.name, b.kind));
+            assert_eq!((a.crc, a.size), (b.crc, b.size), "{}.{}", a.db, a.name);
+            assert_eq!(a.options, b.options, "{}.{}", a.db, a.name);
+            assert_eq!(a.indexes, b.indexes, "{}.{}", a.db, a.name);
+        }
+    }
+
+    #[test]
+    fn legacy_versions() {
+        assert!(is_legacy("1.6.0"));
+        assert!(!is_legacy("2.15.0"));
+        assert!(!is_legacy(""));
+    }
 }

@@ -161,6 +161,7 @@ pub async fn verify_backup(
             .push(check_collection(storage, &rsb, ns).await);
     }
     report.checks.extend(check_oplog(storage, &rsb).await);
+    report.checks.extend(check_unlisted(storage, &rsb).await);
     Ok(report)
 }
 
@@ -279,4 +280,41 @@ async fn check_oplog(storage: &dyn Storage, rsb: &RsBackup) -> Vec<ObjectCheck> 
         });
     }
     out
+}
+
+/// A collection object on storage that the metadata does not list means the metadata is
+/// incomplete (a restore would silently skip that collection).
+async fn check_unlisted(storage: &dyn Storage, rsb: &RsBackup) -> Vec<ObjectCheck> {
+    let prefix = format!("{}/{}/", rsb.backup, rsb.rs);
+    let listed: std::collections::HashSet<String> =
+        rsb.namespaces.iter().map(|n| rsb.object(n)).collect();
+    let objects = match rbm_storage::list_all(storage, &prefix).await {
+        Ok(o) => o,
+        Err(e) => {
+            return vec![ObjectCheck {
+                object: prefix,
+                docs: 0,
+                problem: Some(format!("cannot list: {e}")),
+            }]
+        }
+    };
+    let oplog = format!("{}/", rsb.oplog_dir());
+    objects
+        .into_iter()
+        .filter(|o| {
+            !o.name.starts_with(&oplog)
+                && o.name != rsb.meta_object
+                && !o.name.ends_with("/meta.pbm")
+                && !o.name.ends_with("/metadata.json")
+                && !listed.contains(&o.name)
+        })
+        .map(|o| ObjectCheck {
+            problem: Some(format!(
+                "backup object {} is not listed in {}: the metadata is incomplete",
+                o.name, rsb.meta_object
+            )),
+            object: o.name,
+            docs: 0,
+        })
+        .collect()
 }

@@ -9,6 +9,16 @@ use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
 
+/// A fixture folder under the shared fixtures (`RBM_FIXTURES` overrides the root, as in
+/// `protocol/tests/pbm_fixtures.rs`).
+pub fn fixture(sub: &str) -> String {
+    let root = match std::env::var_os("RBM_FIXTURES") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"),
+    };
+    root.join(sub).to_string_lossy().into_owned()
+}
+
 pub struct Run {
     pub code: i32,
     pub stdout: String,
