@@ -412,15 +412,13 @@ impl LogicalRestore {
     /// # Errors
     /// A rename failure (the remaining temporaries stay for inspection; a rerun drops them).
     pub async fn switch(&mut self) -> Result<(), RestoreError> {
-        if secantus::is_secantus(&self.client).await {
-            for t in &self.targets {
+        let secantus = secantus::is_secantus(&self.client).await;
+        for t in &self.targets {
+            if secantus && !secantus::rename_keeps(&t.ns.options) {
                 secantus::switch_by_copy(&self.client, &t.db, &t.temp, &t.coll, &t.ns.options)
                     .await?;
+                continue;
             }
-            self.summary.collections = self.targets.len();
-            return Ok(());
-        }
-        for t in &self.targets {
             let from = format!("{}.{}", t.db, t.temp);
             let to = format!("{}.{}", t.db, t.coll);
             self.client

@@ -13,13 +13,21 @@
 //!   switch from a verified temporary is: drop the target, create it with the backup's
 //!   options, copy the temporary's raw documents in natural order, drop the temporary.
 //!   The old data is dropped only after the replacement was loaded and verified, as on
-//!   mongod; only the window between drop and copy is longer.
+//!   mongod; only the window between drop and copy is longer. A collection with no
+//!   options loses nothing by a rename (its UUID cannot be kept here anyway), so it is
+//!   renamed like on mongod and not copied ([`rename_keeps`]).
 
 use super::RestoreError;
 use bson::{doc, Bson, Document, RawDocumentBuf};
 use futures::TryStreamExt;
 use mongodb::options::WriteConcern;
 use mongodb::Client;
+
+/// Whether SecantusDB's `renameCollection` keeps everything a collection with these
+/// backed-up options needs: only when there are none (see the module docs).
+pub fn rename_keeps(options: &Document) -> bool {
+    options.is_empty()
+}
 
 /// `renameCollection` replacement (see the module docs).
 ///
