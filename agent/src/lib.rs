@@ -9,6 +9,7 @@ pub mod oplog;
 pub mod restore;
 pub mod sample;
 pub mod speed_test;
+pub mod testserver;
 
 /// rbm's version, as `rbm version` prints it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -224,9 +224,9 @@ async fn backup_meta(c: &Client, name: &str) -> BackupMeta {
 
 fn name_from_output(out: &str) -> String {
     let i = out
-        .find("Starting backup '")
+        .find("Starting backup \"")
         .expect("backup name in output")
-        + "Starting backup '".len();
+        + "Starting backup \"".len();
     out[i..i + 20].to_string()
 }
 
@@ -901,6 +901,31 @@ async fn s3_backup_and_s3_going_away_mid_upload() {
     assert!(direct.stat(&format!("{good}.pbm.json")).await.is_ok());
 }
 
+/// Starts `rbm backup --wait` in the background and returns it with the backup's name
+/// once the backup is running.
+async fn backup_wait_until_running(
+    server: &MongoServer,
+    c: &mongodb::Client,
+) -> (tokio::task::JoinHandle<std::process::Output>, String) {
+    let uri = server.uri();
+    let waiting = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_rbm"))
+            .args(["backup", "--wait"])
+            .env("PBM_MONGODB_URI", uri)
+            .output()
+            .expect("rbm backup --wait")
+    });
+    let name = wait_for(Duration::from_secs(40), "a running backup", || async {
+        let m = find_all(c, "pbmBackups", doc! {"status": "running"})
+            .await
+            .into_iter()
+            .next()?;
+        Some(m.get_str("name").ok()?.to_string())
+    })
+    .await;
+    (waiting, name)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_backup_stops_it_and_deletes_its_files() {
     let server = MongoServer::start().await;
@@ -916,22 +941,7 @@ async fn cancel_backup_stops_it_and_deletes_its_files() {
         &[(rbm_agent::backup::logical::TEST_THROTTLE_ENV, "300")],
     );
     registered(&c, 1).await;
-    let uri = server.uri();
-    let waiting = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_rbm"))
-            .args(["backup", "--wait"])
-            .env("PBM_MONGODB_URI", uri)
-            .output()
-            .expect("rbm backup --wait")
-    });
-    let name = wait_for(Duration::from_secs(40), "a running backup", || async {
-        let m = find_all(&c, "pbmBackups", doc! {"status": "running"})
-            .await
-            .into_iter()
-            .next()?;
-        Some(m.get_str("name").ok()?.to_string())
-    })
-    .await;
+    let (waiting, name) = backup_wait_until_running(&server, &c).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (ok, out, err) = rbm(&server, &["cancel-backup"]);
     assert!(ok, "{out}\n{err}");
@@ -968,22 +978,7 @@ async fn waiting_cli_fails_a_backup_whose_agent_died() {
         &[(rbm_agent::backup::logical::TEST_THROTTLE_ENV, "300")],
     );
     registered(&c, 1).await;
-    let uri = server.uri();
-    let waiting = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_rbm"))
-            .args(["backup", "--wait"])
-            .env("PBM_MONGODB_URI", uri)
-            .output()
-            .expect("rbm backup --wait")
-    });
-    let name = wait_for(Duration::from_secs(40), "a running backup", || async {
-        let m = find_all(&c, "pbmBackups", doc! {"status": "running"})
-            .await
-            .into_iter()
-            .next()?;
-        Some(m.get_str("name").ok()?.to_string())
-    })
-    .await;
+    let (waiting, name) = backup_wait_until_running(&server, &c).await;
     agent.kill9();
     let out = tokio::time::timeout(Duration::from_secs(90), waiting)
         .await

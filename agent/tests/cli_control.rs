@@ -559,7 +559,7 @@ async fn backup_without_agents_fails_honestly() {
     );
     let e = one_error(&r);
     assert!(e.contains("no agent executed the command"), "{e}");
-    assert!(r.stdout.starts_with("Starting backup '"), "{}", r.stdout);
+    assert!(r.stdout.starts_with("Starting backup \""), "{}", r.stdout);
 
     let cmds: Vec<Document> = admin(&server)
         .await
@@ -691,7 +691,7 @@ async fn backup_wait_reports_the_agents_error() {
         "{e}"
     );
     assert!(
-        r.stdout.starts_with(&format!("Starting backup '{name}'")),
+        r.stdout.starts_with(&format!("Starting backup \"{name}\"")),
         "{}",
         r.stdout
     );

@@ -328,7 +328,7 @@ async fn rbm_backup_round_trip() {
 
     let r = rbm(&server.uri(), &["backup", "--wait"]);
     assert_eq!(r.code, 0, "backup: {} {}", r.stdout, r.stderr);
-    let i = r.stdout.find("Starting backup '").expect("backup name") + "Starting backup '".len();
+    let i = r.stdout.find("Starting backup \"").expect("backup name") + "Starting backup \"".len();
     let name = r.stdout[i..i + 20].to_string();
     let v = rbm(&server.uri(), &["verify", &name]);
     assert_eq!(

@@ -226,6 +226,33 @@ pub fn compute_part_size(configured: Option<u64>, max_parts: u32, size_hint: Opt
     part.min(MAX_PART_SIZE)
 }
 
+/// Parts of one upload: all of one size when the object's size was known up front;
+/// otherwise (a stream whose length no one can tell, e.g. a dump on a server without cheap
+/// size statistics) the size doubles every [`PARTS_PER_STEP`] parts, so that
+/// `maxUploadParts` parts reach about 1,000 × the first part size instead of 10,000 ×
+/// (10 TB from 10 MiB parts), while small objects keep small parts. Memory still stays
+/// bounded by parts in flight × the current part size.
+#[derive(Debug, Clone, Copy)]
+pub struct PartSizing {
+    pub base: usize,
+    pub grow: bool,
+}
+
+/// How many parts are cut at one size before it doubles (unknown sizes only).
+pub const PARTS_PER_STEP: u32 = 1000;
+
+impl PartSizing {
+    /// The size of part `number` (1-based).
+    pub fn size_of(self, number: u32) -> usize {
+        if !self.grow {
+            return self.base;
+        }
+        let doublings = (number.saturating_sub(1) / PARTS_PER_STEP).min(20);
+        let max = usize::try_from(MAX_PART_SIZE).unwrap_or(usize::MAX);
+        self.base.saturating_mul(1usize << doublings).min(max)
+    }
+}
+
 /// Percent-encodes a bucket/key for `x-amz-copy-source`, which S3 URL-decodes; `/` stays.
 fn encode_copy_source(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -628,7 +655,7 @@ impl S3 {
         upload_id: &str,
         head: [Bytes; 2],
         data: &mut ByteReader,
-        part_size: usize,
+        sizing: PartSizing,
     ) -> Result<(Vec<CompletedPart>, u64)> {
         // The JoinSet holds the parts in flight; waiting for one to finish before
         // spawning beyond `concurrency` bounds memory like a semaphore would, and also
@@ -657,7 +684,7 @@ impl S3 {
                     // the save now, not after a slow input produced the next part. The
                     // read is pinned outside the select because read_part is not
                     // cancel-safe: the bytes it gathered would be lost.
-                    let read = read_part(data, part_size);
+                    let read = read_part(data, sizing.size_of(number + 1));
                     tokio::pin!(read);
                     loop {
                         tokio::select! {
@@ -678,9 +705,10 @@ impl S3 {
                     "save",
                     name,
                     format!(
-                        "the object is larger than maxUploadParts ({}) × part size ({} bytes); \
+                        "the object is larger than maxUploadParts ({}) parts of up to {} bytes; \
                          raise storage.s3.uploadPartSize or maxUploadParts",
-                        self.max_parts, part_size
+                        self.max_parts,
+                        sizing.size_of(number)
                     ),
                 ));
             }
@@ -729,7 +757,7 @@ impl S3 {
         key: &str,
         head: [Bytes; 2],
         data: &mut ByteReader,
-        part_size: usize,
+        sizing: PartSizing,
         cancel: &CancellationToken,
     ) -> Result<u64> {
         let req = self
@@ -760,7 +788,7 @@ impl S3 {
             armed: true,
         };
         let uploaded = tokio::select! {
-            r = self.upload_parts(name, key, &upload_id, head, data, part_size) => r,
+            r = self.upload_parts(name, key, &upload_id, head, data, sizing) => r,
             // Dropping the upload future drops its JoinSet, which cancels the parts.
             () = cancel.cancelled() => Err(StorageError::cancelled(KIND, "save", name)),
         };
@@ -935,6 +963,10 @@ impl Storage for S3 {
             size_hint,
         ))
         .unwrap_or(usize::MAX);
+        let sizing = PartSizing {
+            base: part_size,
+            grow: size_hint.is_none(),
+        };
         let cancelled = || StorageError::cancelled(KIND, "save", name);
         let io = |e: std::io::Error| StorageError::io(KIND, "save", name, &e);
         // Two parts are read before deciding: an input of exactly one part must still be
@@ -957,7 +989,7 @@ impl Storage for S3 {
                 () = cancel.cancelled() => Err(cancelled()),
             };
         }
-        self.save_multipart(name, &key, [first, second], &mut data, part_size, cancel)
+        self.save_multipart(name, &key, [first, second], &mut data, sizing, cancel)
             .await
     }
 
@@ -1139,6 +1171,29 @@ mod tests {
     use super::*;
 
     const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn unknown_sizes_grow_their_parts() {
+        let fixed = PartSizing {
+            base: 10 << 20,
+            grow: false,
+        };
+        assert_eq!(fixed.size_of(9_999), 10 << 20);
+        let g = PartSizing {
+            base: 10 << 20,
+            grow: true,
+        };
+        assert_eq!(g.size_of(1), 10 << 20);
+        assert_eq!(g.size_of(1000), 10 << 20);
+        assert_eq!(g.size_of(1001), 20 << 20);
+        assert_eq!(g.size_of(2001), 40 << 20);
+        let total: u64 = (1..=10_000).map(|n| g.size_of(n) as u64).sum();
+        assert!(
+            total > 10_000_000_000_000,
+            "10,000 growing parts hold > 10 TB: {total}"
+        );
+        assert_eq!(g.size_of(u32::MAX), 5 << 30);
+    }
 
     #[test]
     fn part_size_follows_pbm() {

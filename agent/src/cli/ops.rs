@@ -263,7 +263,13 @@ pub async fn backup(
     let opid = send_command(conn, Command::Backup(cmd)).await?;
     let text = out == OutputFormat::Text;
     if text {
-        let _ = write!(progress, "Starting backup '{name}'");
+        // Go's %q: double quotes, and the profile when there is one.
+        let pinfo = if args.profile.is_empty() {
+            String::new()
+        } else {
+            format!(" (profile: {:?})", args.profile)
+        };
+        let _ = write!(progress, "Starting backup {name:?}{pinfo}");
         let _ = progress.flush();
     }
     // As PBM: the start is bounded by `backup.timeouts.startingStatus`; `--wait-time`

@@ -186,6 +186,16 @@ pub struct HeldLock {
     pub header: LockHeader,
 }
 
+/// What an agent says when another operation holds the lock it needs.
+pub fn busy_message(holder: &LockData) -> String {
+    format!(
+        "another operation is running: {} (opid {}) on {}",
+        holder.kind.map(|k| k.as_str()).unwrap_or(""),
+        holder.opid,
+        holder.node
+    )
+}
+
 /// The result of taking the lock for an operation.
 #[derive(Debug)]
 pub enum OpLock {

@@ -232,12 +232,7 @@ async fn unavailable(
             Ok(())
         }
         OpLock::Busy(p) => {
-            let msg = format!(
-                "another operation is running: {} (opid {}) on {}",
-                p.kind.map(|k| k.as_str()).unwrap_or(""),
-                p.opid,
-                p.node
-            );
+            let msg = super::lock::busy_message(&p);
             ctx.log.write(Severity::Error, &ev, &msg).await;
             Ok(())
         }
@@ -570,12 +565,7 @@ async fn run_if_nominated(
                 return Ok(());
             }
             OpLock::Busy(p) => {
-                let msg = format!(
-                    "cannot start backup: another operation is running: {} (opid {}) on {}",
-                    p.kind.map(|k| k.as_str()).unwrap_or(""),
-                    p.opid,
-                    p.node
-                );
+                let msg = format!("cannot start backup: {}", super::lock::busy_message(&p));
                 mark_backup_error(&ctx.node, doc! {"name": name}, &msg).await?;
                 ctx.log.write(Severity::Error, &ev, &msg).await;
                 return Ok(());

@@ -63,12 +63,7 @@ pub async fn run(
     {
         OpLock::Held { lock, .. } => lock,
         OpLock::Busy(p) => {
-            let msg = format!(
-                "another operation is running: {} (opid {}) on {}",
-                p.kind.map(|k| k.as_str()).unwrap_or(""),
-                p.opid,
-                p.node
-            );
+            let msg = super::lock::busy_message(&p);
             write_error_meta(ctx, opid, cmd, &msg).await?;
             ctx.log.write(Severity::Error, &ev, &msg).await;
             return Ok(());

@@ -43,12 +43,7 @@ pub async fn run(
     {
         OpLock::Held { lock, .. } => lock,
         OpLock::Busy(p) => {
-            let msg = format!(
-                "another operation is running: {} (opid {}) on {}",
-                p.kind.map(|k| k.as_str()).unwrap_or(""),
-                p.opid,
-                p.node
-            );
+            let msg = super::lock::busy_message(&p);
             ctx.log.write(Severity::Error, &ev, &msg).await;
             return Ok(());
         }

@@ -14,13 +14,12 @@
 use super::mongoarchive::{ArchiveItem, ArchiveReader};
 use super::source::{self, parse_collection_metadata};
 use super::{excluded, secantus, RestoreError};
-use crate::oplog::{self, Applier, ApplyOptions};
+use crate::oplog::{Applier, ApplyOptions, ReplayRange};
 use bson::{doc, Bson, Document, RawDocumentBuf};
 use mongodb::Client;
 use rbm_protocol::meta::archive::NamespaceType;
 use rbm_protocol::meta::BackupMeta;
 use rbm_protocol::ns::NsFilter;
-use rbm_storage::bson_stream::BsonReader;
 use rbm_storage::{codec, Compression, DynStorage};
 use std::collections::BTreeMap;
 
@@ -267,39 +266,10 @@ async fn replay(
         },
     )
     .await?;
-    let raw = storage
-        .open(object)
-        .await
-        .map_err(|e| source::storage_err(object, e))?;
-    let mut reader = BsonReader::new(codec::decompress_reader(
-        raw,
-        Compression::from_file_name(object),
-    ));
-    while let Some(entry) = reader
-        .next()
-        .await
-        .map_err(|e| RestoreError::stream(object, e))?
-    {
-        let ts = entry
-            .get_timestamp("ts")
-            .map_err(|e| RestoreError::Corrupted {
-                object: object.to_string(),
-                why: format!("oplog entry without ts: {e}"),
-            })?;
-        if oplog::ts_lt(ts, part.first_write_ts) {
-            continue;
-        }
-        if oplog::ts_lt(part.last_write_ts, ts) {
-            break;
-        }
-        if let Ok(ns) = entry.get_str("ns") {
-            if let Some((db, coll)) = ns.split_once('.') {
-                if coll != "$cmd" && excluded(db, coll) {
-                    continue;
-                }
-            }
-        }
-        applier.apply(&entry).await?;
-    }
+    let range = ReplayRange {
+        start: part.first_write_ts,
+        end: part.last_write_ts,
+    };
+    super::logical::replay_object(storage, object, range, &mut applier).await?;
     Ok(applier.finish().await?.applied)
 }

@@ -514,45 +514,7 @@ impl LogicalRestore {
             if cancel.is_cancelled() {
                 return Err(RestoreError::Cancelled);
             }
-            let raw = self
-                .storage
-                .open(&object)
-                .await
-                .map_err(|e| source::storage_err(&object, e))?;
-            let mut reader = BsonReader::new(codec::decompress_reader(
-                raw,
-                Compression::from_file_name(&object),
-            ));
-            let mut past_end = false;
-            while let Some(entry) = reader
-                .next()
-                .await
-                .map_err(|e| RestoreError::stream(&object, e))?
-            {
-                let ts = entry
-                    .get_timestamp("ts")
-                    .map_err(|e| RestoreError::Corrupted {
-                        object: object.clone(),
-                        why: format!("oplog entry without ts: {e}"),
-                    })?;
-                if oplog::ts_lt(ts, range.start) {
-                    continue;
-                }
-                if oplog::ts_lt(range.end, ts) {
-                    past_end = true;
-                    break;
-                }
-                // PBM's ExcludeFromRestore applies to the oplog too: control collections
-                // and config/local are never replayed.
-                if let Ok(ns) = entry.get_str("ns") {
-                    if let Some((db, coll)) = ns.split_once('.') {
-                        if coll != "$cmd" && excluded(db, coll) {
-                            continue;
-                        }
-                    }
-                }
-                applier.apply(&entry).await?;
-            }
+            let past_end = replay_object(&self.storage, &object, range, &mut applier).await?;
             if past_end {
                 break;
             }
@@ -627,6 +589,55 @@ impl LogicalRestore {
 }
 
 /// A UUID as `meta.pbm` stores it (32 hex digits) → BSON binary subtype 4.
+/// Applies the in-range entries of one stored oplog object (backup slice or PITR chunk)
+/// and says whether an entry past `range.end` was met. PBM's `ExcludeFromRestore`
+/// applies to the oplog too: control collections and config/local are never replayed.
+///
+/// # Errors
+/// An unreadable or corrupted object, or an entry that cannot be applied.
+pub(crate) async fn replay_object(
+    storage: &DynStorage,
+    object: &str,
+    range: ReplayRange,
+    applier: &mut Applier,
+) -> Result<bool, RestoreError> {
+    let raw = storage
+        .open(object)
+        .await
+        .map_err(|e| source::storage_err(object, e))?;
+    let mut reader = BsonReader::new(codec::decompress_reader(
+        raw,
+        Compression::from_file_name(object),
+    ));
+    while let Some(entry) = reader
+        .next()
+        .await
+        .map_err(|e| RestoreError::stream(object, e))?
+    {
+        let ts = entry
+            .get_timestamp("ts")
+            .map_err(|e| RestoreError::Corrupted {
+                object: object.to_string(),
+                why: format!("oplog entry without ts: {e}"),
+            })?;
+        if oplog::ts_lt(ts, range.start) {
+            continue;
+        }
+        if oplog::ts_lt(range.end, ts) {
+            return Ok(true);
+        }
+        if let Ok(ns) = entry.get_str("ns") {
+            if let Some((db, coll)) = ns.split_once('.') {
+                if coll != "$cmd" && excluded(db, coll) {
+                    continue;
+                }
+            }
+        }
+        applier.apply(&entry).await?;
+    }
+    Ok(false)
+}
+
 fn uuid_from_hex(hex: &str) -> Option<bson::Binary> {
     if hex.len() != 32 {
         return None;

@@ -100,19 +100,7 @@ pub async fn has_apply_ops(client: &Client) -> bool {
     !is_secantus(client).await
 }
 
-/// SecantusDB reports mongod's version with an all-zero `gitVersion`.
-pub async fn is_secantus(client: &Client) -> bool {
-    match client
-        .database("admin")
-        .run_command(doc! {"buildInfo": 1})
-        .await
-    {
-        Ok(r) => r
-            .get_str("gitVersion")
-            .is_ok_and(|g| !g.is_empty() && g.bytes().all(|b| b == b'0')),
-        Err(_) => false,
-    }
-}
+pub use crate::testserver::is_secantus;
 
 /// `swapUsers` through user-management commands.
 ///
