@@ -176,10 +176,15 @@ async fn restore(
             .filter(|n| *n > 0)
             .unwrap_or(rcfg.num_insertion_workers())
             .clamp(1, 64) as usize,
+        // PBM's default: half the CPUs.
         parallel_collections: cmd
             .num_parallel_colls
             .filter(|n| *n > 0)
-            .unwrap_or(2)
+            .unwrap_or_else(|| {
+                rcfg.num_parallel_collections(
+                    std::thread::available_parallelism().map_or(1, |n| n.get()),
+                )
+            })
             .clamp(1, 64) as usize,
         batch_size: cmd
             .batch_size

@@ -67,6 +67,9 @@ struct Target {
     coll: String,
     temp: String,
     loaded: bool,
+    /// Loaded straight into its target after its object was verified (SecantusDB):
+    /// there is no temporary to switch or drop.
+    in_place: bool,
     /// The temporary was created with the backup's UUID (a rename within its database
     /// keeps it).
     uuid_kept: bool,
@@ -204,6 +207,7 @@ impl LogicalRestore {
                 NamespaceType::Collection => targets.push(Target {
                     object: rsb.object(ns),
                     temp: format!("rbm_restore_{}.{}", opts.tag, coll),
+                    in_place: false,
                     ns: ns.clone(),
                     db,
                     coll,
@@ -336,6 +340,26 @@ impl LogicalRestore {
     }
 
     async fn load_all(&mut self, cancel: &CancellationToken) -> Result<(), RestoreError> {
+        if secantus::is_secantus(&self.client).await {
+            // Verify every object first, then load in place (see secantus.rs): its
+            // renameCollection is a full copy, so temporaries would double the work.
+            for t in &self.targets {
+                if cancel.is_cancelled() {
+                    return Err(RestoreError::Cancelled);
+                }
+                secantus::verify_object(
+                    self.storage.as_ref(),
+                    &t.object,
+                    self.rsb.compression,
+                    &t.ns,
+                )
+                .await?;
+            }
+            for t in &mut self.targets {
+                t.temp = t.coll.clone();
+                t.in_place = true;
+            }
+        }
         let parallel = self.opts.parallel_collections.max(1);
         let mut set: JoinSet<(usize, Result<Loaded, RestoreError>)> = JoinSet::new();
         let mut next = 0;
@@ -393,7 +417,7 @@ impl LogicalRestore {
     }
 
     async fn drop_temps(&self) {
-        for t in self.targets.iter().filter(|t| t.loaded) {
+        for t in self.targets.iter().filter(|t| t.loaded && !t.in_place) {
             if let Err(e) = self
                 .client
                 .database(&t.db)
@@ -414,6 +438,9 @@ impl LogicalRestore {
     pub async fn switch(&mut self) -> Result<(), RestoreError> {
         let secantus = secantus::is_secantus(&self.client).await;
         for t in &self.targets {
+            if t.in_place {
+                continue;
+            }
             if secantus && !secantus::rename_keeps(&t.ns.options) {
                 secantus::switch_by_copy(&self.client, &t.db, &t.temp, &t.coll, &t.ns.options)
                     .await?;

@@ -16,12 +16,38 @@
 //!   mongod; only the window between drop and copy is longer. A collection with no
 //!   options loses nothing by a rename (its UUID cannot be kept here anyway), so it is
 //!   renamed like on mongod and not copied ([`rename_keeps`]).
+//! - Its `renameCollection` is also a full copy of the documents (about 10 MB/s), so a
+//!   full restore does not load temporaries there at all: every object is read and
+//!   checked (size, CRC-64) first ([`verify_object`]), and only then is each target
+//!   dropped, re-created and loaded in place. The rule holds — nothing is dropped before
+//!   its replacement was read and verified — but a failed insert leaves the target
+//!   partly loaded, where mongod's path would leave it untouched.
 
 use super::RestoreError;
 use bson::{doc, Bson, Document, RawDocumentBuf};
 use futures::TryStreamExt;
 use mongodb::options::WriteConcern;
 use mongodb::Client;
+
+/// Reads one collection object through and checks its size and CRC-64 against the
+/// metadata, without touching the database.
+///
+/// # Errors
+/// A missing, unreadable or corrupted object, named.
+pub async fn verify_object(
+    storage: &dyn rbm_storage::Storage,
+    object: &str,
+    compression: rbm_storage::Compression,
+    ns: &rbm_protocol::meta::archive::NamespaceV2,
+) -> Result<(), RestoreError> {
+    let Some(mut r) =
+        super::verify::DumpReader::open_or_empty(storage, object, compression, ns).await?
+    else {
+        return Ok(());
+    };
+    while r.next().await?.is_some() {}
+    r.finish(ns).map(|_| ())
+}
 
 /// Whether SecantusDB's `renameCollection` keeps everything a collection with these
 /// backed-up options needs: only when there are none (see the module docs).
