@@ -114,3 +114,62 @@ async fn registers_beats_sets_up_and_exits_cleanly() {
     let log = a.log();
     assert!(log.contains("got SIGTERM"), "log:\n{log}");
 }
+
+/// The first node of `rbm status -o json -s cluster`.
+fn status_node(server: &MongoServer) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rbm"))
+        .args(["status", "-s", "cluster", "-o", "json", "--mongodb-uri"])
+        .arg(server.uri())
+        .env_remove("PBM_MONGODB_URI")
+        .output()
+        .expect("run rbm status");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "status JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    v["cluster"][0]["nodes"][0].clone()
+}
+
+/// A killed agent leaves its last heartbeat behind: `rbm status` calls it lost once
+/// that heartbeat is stale on cluster time (30 s), and not found once readers drop it
+/// (35 s), as PBM does; the local clock plays no part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_a_killed_agent_as_lost() {
+    let server = MongoServer::start().await;
+    // The member's own name, so that status matches the agent to the member.
+    let host = format!("127.0.0.1:{}", server.port());
+    let mut a = Agent::start(&server, &host, "primary", &[]);
+    wait_for(Duration::from_secs(30), "the agent in status", || async {
+        let n = status_node(&server);
+        (n["agent"].as_str().is_some_and(|s| !s.is_empty())).then_some(())
+    })
+    .await;
+    a.kill9();
+    let lost = wait_for(
+        Duration::from_secs(60),
+        "status to call the agent lost",
+        || async {
+            let n = status_node(&server);
+            let errors = n["errors"].to_string();
+            errors.contains("lost").then_some(n)
+        },
+    )
+    .await;
+    assert_eq!(lost["ok"], false, "{lost}");
+    assert!(
+        lost["errors"].to_string().contains("last heartbeat"),
+        "{lost}"
+    );
+    let gone = wait_for(
+        Duration::from_secs(30),
+        "the agent dropped from status",
+        || async {
+            let n = status_node(&server);
+            (n["agent"] == "").then_some(n)
+        },
+    )
+    .await;
+    assert_eq!(gone["ok"], false, "{gone}");
+}
