@@ -239,6 +239,14 @@ async fn coll_sizes(node: &Client, ns: &NamespaceV2, c: Compression) -> CollSize
     }
 }
 
+/// The size of one document of the collection, as a stand-in for `avgObjSize`.
+async fn sample_doc_size(coll: &mongodb::Collection<RawDocumentBuf>) -> Option<u64> {
+    match coll.find_one(doc! {}).await {
+        Ok(Some(d)) => Some(d.as_bytes().len() as u64),
+        _ => None,
+    }
+}
+
 /// Documents per batch: about [`BATCH_BYTES`] of them, so that a server that does not cap
 /// its replies at 16 MiB cannot make one reply hold a whole collection.
 fn batch_size(avg_obj_size: Option<u64>) -> u32 {
@@ -259,7 +267,12 @@ pub async fn dump_collection(
     // SecantusDB answers collStats by scanning the collection, which costs as much as
     // the dump itself; without the hint the storage sizes its parts as it goes.
     let sizes = if crate::testserver::is_secantus(node).await {
-        CollSizes::default()
+        // The read batches are still sized by bytes: one document stands for the rest
+        // (the server does not cap its replies at 16 MiB).
+        CollSizes {
+            hint: None,
+            avg_obj_size: sample_doc_size(&coll).await,
+        }
     } else {
         coll_sizes(node, ns, target.compression).await
     };
