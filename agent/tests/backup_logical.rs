@@ -471,7 +471,7 @@ async fn full_backup_to_filesystem_matches_pbm_layout() {
         "{admin_colls:?}"
     );
     // The lock is released.
-    assert!(find_all(&c, "pbmLock", doc! {}).await.is_empty());
+    lock_released(&c).await;
 
     // The CLI lists it as done and describes its collections from the storage.
     let (ok, list, err) = rbm(&server, &["list"]);
@@ -773,7 +773,7 @@ async fn filesystem_failing_mid_backup_ends_in_error() {
     .await;
     assert_eq!(meta.status.as_str(), "error", "{}", agent.log());
     assert!(!store.path().join(format!("{name}.pbm.json")).exists());
-    assert!(find_all(&c, "pbmLock", doc! {}).await.is_empty());
+    lock_released(&c).await;
     let (_, list, _) = rbm(&server, &["list"]);
     assert!(!list.contains(&name) || list.contains("error"), "{list}");
 }
@@ -886,7 +886,7 @@ async fn s3_backup_and_s3_going_away_mid_upload() {
     })
     .await;
     assert_eq!(meta.status.as_str(), "error", "{}", agent.log());
-    assert!(find_all(&c, "pbmLock", doc! {}).await.is_empty());
+    lock_released(&c).await;
     // Nothing of it reads as a backup: no .pbm.json (checked on s3s-fs directly).
     let direct = {
         let mut conf = rbm_e2e::s3_conf(None);
@@ -899,6 +899,22 @@ async fn s3_backup_and_s3_going_away_mid_upload() {
     };
     assert!(direct.stat(&format!("{name}.pbm.json")).await.is_err());
     assert!(direct.stat(&format!("{good}.pbm.json")).await.is_ok());
+}
+
+/// The agent releases its lock after it has marked the backup and deleted its files:
+/// wait for that, without a fixed sleep.
+async fn lock_released(c: &mongodb::Client) {
+    wait_for(
+        Duration::from_secs(30),
+        "the backup lock released",
+        || async {
+            find_all(c, "pbmLock", doc! {})
+                .await
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
 }
 
 /// Starts `rbm backup --wait` in the background and returns it with the backup's name
@@ -952,7 +968,7 @@ async fn cancel_backup_stops_it_and_deletes_its_files() {
     );
     let meta = backup_meta(&c, &name).await;
     assert_eq!(meta.status.as_str(), "canceled", "{}", agent.log());
-    assert!(find_all(&c, "pbmLock", doc! {}).await.is_empty());
+    lock_released(&c).await;
     let st = rbm_storage::from_config(&conf, None)
         .await
         .expect("storage");
@@ -1202,7 +1218,7 @@ async fn sigterm_mid_backup_fails_it_cleanly() {
         "{:?}",
         meta.error
     );
-    assert!(find_all(&c, "pbmLock", doc! {}).await.is_empty());
+    lock_released(&c).await;
     let st = rbm_storage::from_config(&conf, None)
         .await
         .expect("storage");
