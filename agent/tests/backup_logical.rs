@@ -901,6 +901,17 @@ async fn s3_backup_and_s3_going_away_mid_upload() {
     assert!(direct.stat(&format!("{good}.pbm.json")).await.is_ok());
 }
 
+/// Nothing of backup `name` is left on the storage: no object under its folder and no
+/// `.pbm.json`.
+async fn assert_no_objects(conf: &rbm_protocol::StorageConf, name: &str) {
+    let st = rbm_storage::from_config(conf, None).await.expect("storage");
+    assert!(rbm_storage::list_all(st.as_ref(), &format!("{name}/"))
+        .await
+        .expect("list")
+        .is_empty());
+    assert!(st.stat(&format!("{name}.pbm.json")).await.is_err());
+}
+
 /// The agent releases its lock after it has marked the backup and deleted its files:
 /// wait for that, without a fixed sleep.
 async fn lock_released(c: &mongodb::Client) {
@@ -969,14 +980,7 @@ async fn cancel_backup_stops_it_and_deletes_its_files() {
     let meta = backup_meta(&c, &name).await;
     assert_eq!(meta.status.as_str(), "canceled", "{}", agent.log());
     lock_released(&c).await;
-    let st = rbm_storage::from_config(&conf, None)
-        .await
-        .expect("storage");
-    assert!(rbm_storage::list_all(st.as_ref(), &format!("{name}/"))
-        .await
-        .expect("list")
-        .is_empty());
-    assert!(st.stat(&format!("{name}.pbm.json")).await.is_err());
+    assert_no_objects(&conf, &name).await;
 }
 
 /// With no other agent alive, the waiting CLI is the one that notices the backup is stuck.
@@ -1219,14 +1223,7 @@ async fn sigterm_mid_backup_fails_it_cleanly() {
         meta.error
     );
     lock_released(&c).await;
-    let st = rbm_storage::from_config(&conf, None)
-        .await
-        .expect("storage");
-    assert!(rbm_storage::list_all(st.as_ref(), &format!("{name}/"))
-        .await
-        .expect("list")
-        .is_empty());
-    assert!(st.stat(&format!("{name}.pbm.json")).await.is_err());
+    assert_no_objects(&conf, &name).await;
 }
 
 /// `--profile`: the backup goes to the profile's storage and its meta says so.
