@@ -356,7 +356,7 @@ async fn feature_compatibility_version(node: &Node) -> Option<String> {
         .map(str::to_string)
 }
 
-async fn read_meta(node: &Node, name: &str) -> Result<Option<BackupMeta>, ControlError> {
+pub(super) async fn read_meta(node: &Node, name: &str) -> Result<Option<BackupMeta>, ControlError> {
     let Some(raw) = backups(node)
         .find_one(doc! {"name": name})
         .await

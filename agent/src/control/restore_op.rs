@@ -12,13 +12,10 @@ use crate::restore::{source, LogicalRestore, RestoreError, RestoreOptions};
 use bson::{doc, Document, Timestamp};
 use mongodb::Collection;
 use rbm_protocol::command::RestoreCmd;
-use rbm_protocol::defs::{
-    BackupType, CommandKind, OpId, Status, BACKUPS_COLLECTION, DB, RESTORES_COLLECTION,
-};
+use rbm_protocol::defs::{BackupType, CommandKind, OpId, Status, DB, RESTORES_COLLECTION};
 use rbm_protocol::meta::backup::Condition;
 use rbm_protocol::meta::log::Severity;
 use rbm_protocol::meta::restore::{RestoreMeta, RestoreReplset, RestoreShardStat};
-use rbm_protocol::meta::BackupMeta;
 use tokio_util::sync::CancellationToken;
 
 fn restores(ctx: &OpContext) -> Collection<Document> {
@@ -152,7 +149,7 @@ async fn restore(
     let storage = rbm_storage::from_config(&config.storage, Some(&ctx.node.info.name))
         .await
         .map_err(|e| RunError::Other(format!("storage: {e}")))?;
-    let meta = match read_backup_meta(ctx, &cmd.backup_name).await? {
+    let meta = match super::ops::read_meta(&ctx.node, &cmd.backup_name).await? {
         Some(m) => m,
         None => source::backup_meta_from_storage(storage.as_ref(), &cmd.backup_name).await?,
     };
@@ -244,23 +241,6 @@ async fn restore(
         )
         .await;
     Ok(())
-}
-
-async fn read_backup_meta(ctx: &OpContext, name: &str) -> Result<Option<BackupMeta>, ControlError> {
-    let Some(raw) = ctx
-        .node
-        .pbm
-        .database(DB)
-        .collection::<Document>(BACKUPS_COLLECTION)
-        .find_one(doc! {"name": name})
-        .await
-        .map_err(ControlError::db("read admin.pbmBackups"))?
-    else {
-        return Ok(None);
-    };
-    bson::deserialize_from_document(raw)
-        .map(Some)
-        .map_err(ControlError::bson("decode backup meta"))
 }
 
 fn new_meta(
