@@ -1,0 +1,6 @@
+//! Point-in-time recovery: the slicer that keeps the oplog flowing to storage as
+//! chunks indexed in `pbmPITRChunks`, and the timelines (restorable ranges and gaps)
+//! that `list`, `status`, `restore --time` and deletion read from those chunks.
+
+pub mod slicer;
+pub mod timeline;

@@ -1,0 +1,1 @@
+//! The PITR slicer: one per replica set, writes oplog chunks to storage.

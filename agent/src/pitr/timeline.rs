@@ -1,0 +1,1 @@
+//! PITR timelines: restorable ranges and gaps computed from `pbmPITRChunks`.
