@@ -1,5 +1,7 @@
 //! Command intake (PBM's `pbm/ctrl/recv.go`): poll `pbmCmd` every second for commands
-//! sent since the agent started, and hand each operation id to a handler once.
+//! sent since the agent started, and hand each operation id to a handler once. As in
+//! PBM, the lower bound moves up to the newest command seen, so a long-lived agent reads
+//! only new commands instead of the whole (capped, 1 MiB) collection every second.
 //!
 //! "Once" has two layers: an in-memory set of seen `_id`s stops this process from
 //! handling a command twice, and the `pbmOpLog` unique `(opid, replset)` index (written
@@ -30,8 +32,10 @@ pub async fn run(ctx: OpContext, poll: Duration, cancel: CancellationToken) {
     let coll: Collection<Document> = ctx.node.pbm.database(DB).collection(CMD_COLLECTION);
     // PBM's lower bound: commands sent at or after the agent's start (unix seconds of
     // the CLI's clock, compared to ours; PBM does the same).
-    let start = unix_now();
-    let mut seen: HashSet<ObjectId> = HashSet::new();
+    let mut since = unix_now();
+    // Commands at exactly `since` are read again (`$gte`, as PBM: several commands may
+    // share a second); this set drops them, and is pruned as `since` moves up.
+    let mut seen: HashSet<(i64, ObjectId)> = HashSet::new();
     let mut ops: JoinSet<()> = JoinSet::new();
     let mut failing = false;
     loop {
@@ -45,7 +49,7 @@ pub async fn run(ctx: OpContext, poll: Duration, cancel: CancellationToken) {
                 continue;
             }
         }
-        let docs: Result<Vec<Document>, _> = match coll.find(doc! {"ts": {"$gte": start}}).await {
+        let docs: Result<Vec<Document>, _> = match coll.find(doc! {"ts": {"$gte": since}}).await {
             Ok(c) => c.try_collect().await,
             Err(e) => Err(e),
         };
@@ -73,8 +77,17 @@ pub async fn run(ctx: OpContext, poll: Duration, cancel: CancellationToken) {
             let Ok(id) = raw.get_object_id("_id") else {
                 continue;
             };
-            if !seen.insert(id) {
+            // A `ts` of another type cannot be ordered; such a command is still handled once.
+            let ts = raw.get_i64("ts").unwrap_or(since);
+            if !seen.insert((ts, id)) {
                 continue;
+            }
+            // Capped at our clock: a CLI host whose clock runs ahead must not hide the
+            // commands of the others.
+            let ts_bound = ts.min(unix_now());
+            if ts_bound > since {
+                since = ts_bound;
+                seen.retain(|(t, _)| *t >= since);
             }
             let cmd: CommandDoc = match bson::deserialize_from_document(raw) {
                 Ok(c) => c,
