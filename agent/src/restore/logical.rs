@@ -10,6 +10,7 @@ use super::verify::DumpReader;
 use super::{excluded, secantus, RestoreError};
 use crate::oplog::{self, Applier, ApplyOptions, ReplayRange, ReplayStats};
 use bson::{doc, Bson, Document, RawDocumentBuf};
+use futures::{StreamExt, TryStreamExt};
 use mongodb::options::WriteConcern;
 use mongodb::Client;
 use rbm_protocol::defs::{TMP_ROLES_COLLECTION, TMP_USERS_COLLECTION};
@@ -557,30 +558,39 @@ impl LogicalRestore {
     /// # Errors
     /// A createIndexes failure naming the collection.
     pub async fn indexes(&mut self) -> Result<(), RestoreError> {
-        for t in &self.targets {
-            let specs: Vec<Bson> =
-                t.ns.indexes
-                    .iter()
-                    .filter(|s| !is_id_index(s))
-                    .map(|s| {
-                        let mut s = s.clone();
-                        s.remove("v");
-                        s.remove("ns");
-                        Bson::Document(s)
-                    })
-                    .collect();
-            if specs.is_empty() {
-                continue;
-            }
-            self.client
-                .database(&t.db)
-                .run_command(doc! {"createIndexes": &t.coll, "indexes": specs})
+        // One createIndexes per collection, several collections at once as mongorestore
+        // does (bounded like the load): on mongod the builds of different collections
+        // run in parallel; the first failure ends the step.
+        let builds: Vec<(String, String, Vec<Bson>)> = self
+            .targets
+            .iter()
+            .map(|t| {
+                let specs: Vec<Bson> =
+                    t.ns.indexes
+                        .iter()
+                        .filter(|s| !is_id_index(s))
+                        .map(|s| {
+                            let mut s = s.clone();
+                            s.remove("v");
+                            s.remove("ns");
+                            Bson::Document(s)
+                        })
+                        .collect();
+                (t.db.clone(), t.coll.clone(), specs)
+            })
+            .filter(|(_, _, specs)| !specs.is_empty())
+            .collect();
+        let client = &self.client;
+        futures::stream::iter(builds.into_iter().map(|(db, coll, specs)| async move {
+            client
+                .database(&db)
+                .run_command(doc! {"createIndexes": &coll, "indexes": specs})
                 .await
-                .map_err(RestoreError::db(format!(
-                    "createIndexes for {}.{}",
-                    t.db, t.coll
-                )))?;
-        }
+                .map_err(RestoreError::db(format!("createIndexes for {db}.{coll}")))
+        }))
+        .buffer_unordered(self.opts.parallel_collections.max(1))
+        .try_collect::<Vec<_>>()
+        .await?;
         Ok(())
     }
 
