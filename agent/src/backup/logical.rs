@@ -73,6 +73,7 @@ impl BackupJob<'_> {
 /// deletes the backup's objects when it fails. `shutdown` is the agent's.
 pub async fn run_logical(job: &BackupJob<'_>, lock: &HeldLock, shutdown: &CancellationToken) {
     let name = job.cmd.name.clone();
+    let started = std::time::Instant::now();
     let user_cancel = job.running.register(&name);
     let stop = CancellationToken::new();
     let lock_lost = CancellationToken::new();
@@ -105,6 +106,15 @@ pub async fn run_logical(job: &BackupJob<'_>, lock: &HeldLock, shutdown: &Cancel
         (_, Some(r)) => Err(r),
         (r, None) => r,
     };
+    let outcome = match &result {
+        Ok(()) => "done",
+        Err(BackupError::Cancelled) => "canceled",
+        Err(e) => {
+            crate::metrics::error(crate::metrics::backup_error_kind(e));
+            "error"
+        }
+    };
+    crate::metrics::op_finished("backup", job.cmd.kind.as_str(), outcome, started.elapsed());
     if let Err(e) = &result {
         let status = if matches!(e, BackupError::Cancelled) {
             Status::Canceled
@@ -275,7 +285,9 @@ async fn do_logical(
     let selective = !filter.is_all();
 
     let conf = storage_conf(job).await?;
-    let storage = rbm_storage::from_config(&conf, Some(&node.info.name)).await?;
+    let storage = crate::metrics::storage::metered(
+        rbm_storage::from_config(&conf, Some(&node.info.name)).await?,
+    );
     if let Ok(mut g) = storage_cell.lock() {
         *g = Some(storage.clone());
     }
@@ -387,7 +399,30 @@ async fn do_logical(
                     || coll == rbm_protocol::defs::TMP_ROLES_COLLECTION))
     };
     let mut namespaces = archive::list_namespaces(&node.local, &selected).await?;
+    let progress = crate::progress::Progress::new();
+    let colls: Vec<(String, String)> = namespaces
+        .iter()
+        .filter(|n| n.kind == rbm_protocol::meta::NamespaceType::Collection)
+        .map(|n| (n.db.clone(), n.name.clone()))
+        .collect();
+    progress.set_totals(
+        crate::progress::data_size(&node.local, &colls).await,
+        colls.len() as u64,
+    );
+    let progress_stop = CancellationToken::new();
+    let publisher = crate::progress::Publisher {
+        coll: node
+            .pbm
+            .database(rbm_protocol::defs::DB)
+            .collection(rbm_protocol::defs::BACKUPS_COLLECTION),
+        name: name.to_string(),
+        replset: rs.to_string(),
+        node: node.info.name.clone(),
+    }
+    .spawn(progress.clone(), progress_stop.clone());
+    let _progress_guard = progress_stop.clone().drop_guard();
     let target = DumpTarget {
+        progress,
         storage: storage.clone(),
         backup: name.to_string(),
         replset: rs.to_string(),
@@ -423,6 +458,9 @@ async fn do_logical(
         },
     )
     .await?;
+    // The final figures, before the status says the dump is done.
+    progress_stop.cancel();
+    let _ = publisher.await;
     job.log(
         Severity::Debug,
         &format!(

@@ -84,9 +84,23 @@ pub async fn run(
         let stop = beat_stop.clone();
         tokio::spawn(async move { heartbeat(&ctx, &lock, &name, &stop).await })
     };
+    let started = std::time::Instant::now();
     let result = restore(ctx, cmd, &opid_hex, &ev, cancel).await;
     beat_stop.cancel();
     let _ = beat.await;
+    crate::metrics::op_finished(
+        "restore",
+        "logical",
+        if result.is_ok() { "done" } else { "error" },
+        started.elapsed(),
+    );
+    if let Err(e) = &result {
+        crate::metrics::error(match e {
+            RunError::Restore(_) => "restore",
+            RunError::Control(_) => "control",
+            RunError::Other(_) => "other",
+        });
+    }
     match result {
         Ok(()) => {
             set_status(ctx, &cmd.name, Status::Done, None).await?;
@@ -146,9 +160,11 @@ async fn restore(
     let config = super::heartbeat::Heartbeat::main_config(&ctx.node)
         .await?
         .ok_or_else(|| RunError::Other("no storage is configured (run `rbm config`)".into()))?;
-    let storage = rbm_storage::from_config(&config.storage, Some(&ctx.node.info.name))
-        .await
-        .map_err(|e| RunError::Other(format!("storage: {e}")))?;
+    let storage = crate::metrics::storage::metered(
+        rbm_storage::from_config(&config.storage, Some(&ctx.node.info.name))
+            .await
+            .map_err(|e| RunError::Other(format!("storage: {e}")))?,
+    );
     let meta = match super::ops::read_meta(&ctx.node, &cmd.backup_name).await? {
         Some(m) => m,
         None => source::backup_meta_from_storage(storage.as_ref(), &cmd.backup_name).await?,
@@ -213,7 +229,19 @@ async fn restore(
             &format!("loading {} collection(s)", r.target_names().len()),
         )
         .await;
-    r.load(cancel).await?;
+    r.progress = crate::progress::Progress::new();
+    let progress_stop = CancellationToken::new();
+    let publisher = crate::progress::Publisher {
+        coll: restores(ctx),
+        name: cmd.name.clone(),
+        replset: ctx.node.info.replset.clone(),
+        node: ctx.node.info.name.clone(),
+    }
+    .spawn(r.progress.clone(), progress_stop.clone());
+    let loaded = r.load(cancel).await;
+    progress_stop.cancel();
+    let _ = publisher.await;
+    loaded?;
     r.switch().await?;
     r.users_and_roles().await?;
     set_status(ctx, &cmd.name, Status::DumpDone, None).await?;
