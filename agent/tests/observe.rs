@@ -431,3 +431,165 @@ fn metrics_port_in_use_is_one_clear_error() {
         "{e}"
     );
 }
+
+/// Failed and canceled backups are counted by result and cause; PITR lag comes from the
+/// last chunk in `pbmPITRChunks`; on a terminal `--wait` draws bars instead of lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_cancels_pitr_lag_and_terminal_bars() {
+    let server = MongoServer::start().await;
+    let c = client(&server).await;
+    dataset(&c).await;
+    let store = tempfile::tempdir().expect("store");
+    let conf = rbm_e2e::fs_conf(store.path());
+    set_config(&c, &conf).await;
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let agent = Agent::start(
+        &server,
+        "n1:27017",
+        "primary",
+        &[
+            ("RBM_METRICS_ADDR", addr.as_str()),
+            (rbm_agent::backup::logical::TEST_THROTTLE_ENV, "150"),
+            ("PBM_DUMP_PARALLEL_COLLECTIONS", "1"),
+        ],
+    );
+    registered(&c).await;
+    let running = || async {
+        let m = find_all(&c, "pbmBackups", doc! {"status": "running"})
+            .await
+            .into_iter()
+            .next()?;
+        Some(m.get_str("name").ok()?.to_string())
+    };
+    let ended = |name: String| {
+        let c = c.clone();
+        async move {
+            wait_for(Duration::from_secs(90), "the backup to end", || async {
+                let m = find_all(&c, "pbmBackups", doc! {"name": &name}).await;
+                let s = m.first()?.get_str("status").ok()?.to_string();
+                let locks = find_all(&c, "pbmLock", doc! {}).await;
+                (matches!(s.as_str(), "error" | "canceled" | "done") && locks.is_empty())
+                    .then_some(s)
+            })
+            .await
+        }
+    };
+
+    // A storage that breaks mid-backup: one error, caused by the storage.
+    assert!(rbm(&server, &["backup"]).status.success());
+    let name = wait_for(Duration::from_secs(40), "a running backup", running).await;
+    let dir = store.path().join(&name);
+    wait_for(Duration::from_secs(40), "the backup folder", || async {
+        dir.exists().then_some(())
+    })
+    .await;
+    // The agent may be creating a file in it meanwhile: try again.
+    for attempt in 0.. {
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => break,
+            Err(e) if attempt < 20 => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("remove folder: {e}"),
+        }
+    }
+    std::fs::write(&dir, b"in the way").expect("file in the way");
+    assert_eq!(ended(name.clone()).await, "error", "{}", agent.log());
+    std::fs::remove_file(&dir).expect("remove the file");
+    let m = samples(&get(port, "/metrics").await.1);
+    assert_eq!(
+        sample(
+            &m,
+            "rbm_operations_total{op=\"backup\",type=\"logical\",result=\"error\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&m, "rbm_errors_total{kind=\"storage\"}"),
+        1.0,
+        "{m:#?}"
+    );
+    assert!(
+        !m.keys()
+            .any(|k| k.starts_with("rbm_last_successful_backup_timestamp_seconds")),
+        "no backup succeeded: {m:#?}"
+    );
+
+    // A canceled one is counted as such, and is no error.
+    assert!(rbm(&server, &["backup"]).status.success());
+    let name = wait_for(Duration::from_secs(40), "a running backup", running).await;
+    assert!(rbm(&server, &["cancel-backup"]).status.success());
+    assert_eq!(ended(name).await, "canceled", "{}", agent.log());
+    let m = samples(&get(port, "/metrics").await.1);
+    assert_eq!(
+        sample(
+            &m,
+            "rbm_operations_total{op=\"backup\",type=\"logical\",result=\"canceled\"}"
+        ),
+        1.0
+    );
+    let errors: f64 = m
+        .iter()
+        .filter(|(k, _)| k.starts_with("rbm_errors_total"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(errors, 1.0, "{m:#?}");
+
+    // PITR lag: the cluster time now minus the end of the replica set's last chunk.
+    let rs = find_all(&c, "pbmAgents", doc! {})
+        .await
+        .first()
+        .and_then(|a| a.get_str("rs").ok().map(str::to_string))
+        .expect("agent rs");
+    let now = cluster_time(&c).await;
+    let end = mongodb::bson::Timestamp {
+        time: now.time - 120,
+        increment: 1,
+    };
+    c.database("admin")
+        .collection::<Document>("pbmPITRChunks")
+        .insert_one(
+            doc! {"rs": &rs, "fname": "pbmPitr/x.s2", "compression": "s2",
+            "start_ts": mongodb::bson::Timestamp { time: now.time - 720, increment: 1 },
+            "end_ts": end, "size": 10_i64},
+        )
+        .await
+        .expect("insert chunk");
+    let m = samples(&get(port, "/metrics").await.1);
+    let lag = sample(&m, &format!("rbm_pitr_lag_seconds{{rs=\"{rs}\"}}"));
+    assert!((120.0..160.0).contains(&lag), "lag {lag}");
+    assert_eq!(
+        sample(
+            &m,
+            &format!("rbm_pitr_last_chunk_end_timestamp_seconds{{rs=\"{rs}\"}}")
+        ),
+        f64::from(end.time)
+    );
+
+    // On a terminal (a pseudo-terminal from script(1)) `--wait` draws bars on stderr
+    // in place of PBM's dots and plain lines.
+    let cmd = format!("{} backup --wait", env!("CARGO_BIN_EXE_rbm"));
+    let uri = server.uri();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("script")
+            .args(["-qefc", &cmd, "/dev/null"])
+            .env("PBM_MONGODB_URI", uri)
+            .output()
+            .expect("run script(1)")
+    })
+    .await
+    .expect("join");
+    let tty = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{tty}\n{}", agent.log());
+    assert!(tty.contains(" colls") && tty.contains("/n1:27017"), "{tty}");
+    assert!(
+        !tty.contains("progress "),
+        "no plain lines on a terminal: {tty}"
+    );
+    assert!(
+        tty.contains("backup...") && !tty.contains("backup....") && tty.contains(" done"),
+        "bars replace the dots: {tty}"
+    );
+}

@@ -113,23 +113,37 @@ impl WaitProgress {
             Mode::Off => {}
             Mode::Bars { multi, bars } => {
                 for p in list {
-                    let bar = bars.entry(p.rs.clone()).or_insert_with(|| {
-                        let b = multi.add(ProgressBar::no_length());
-                        b.set_prefix(format!("{}/{}", p.rs, p.progress.node));
-                        b
-                    });
                     let g = &p.progress;
-                    let style = if g.bytes_total > 0 {
-                        bar.set_length(g.bytes_total.max(g.bytes) as u64);
-                        "{prefix} [{bar:30}] {bytes}/{total_bytes} {msg} {binary_bytes_per_sec} ETA {eta}"
-                    } else {
-                        "{prefix} {spinner} {bytes} {msg} {binary_bytes_per_sec}"
-                    };
-                    if let Ok(s) = ProgressStyle::with_template(style) {
-                        bar.set_style(s.progress_chars("=> "));
+                    // Rate and ETA from the agent's own figures: the bar only sees a
+                    // sample a second, and its first one would look like a burst.
+                    let mut msg = format!("{}/{} colls", g.collections, g.collections_total);
+                    if let Some(r) = g.rate() {
+                        msg.push_str(&format!(", {}/s", pretty_size(r as i64)));
                     }
+                    if let Some(eta) = g.eta_secs() {
+                        msg.push_str(&format!(", ETA {}", fmt_secs(eta)));
+                    }
+                    let template = if g.bytes_total > 0 {
+                        "{prefix} [{bar:30}] {bytes}/{total_bytes} {msg}"
+                    } else {
+                        "{prefix} {spinner} {bytes} {msg}"
+                    };
+                    let style = ProgressStyle::with_template(template)
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+                        .progress_chars("=> ");
+                    let bar = bars.entry(p.rs.clone()).or_insert_with(|| {
+                        multi.add(
+                            ProgressBar::no_length()
+                                .with_style(style.clone())
+                                .with_prefix(format!("{}/{}", p.rs, g.node)),
+                        )
+                    });
+                    if g.bytes_total > 0 {
+                        bar.set_length(g.bytes_total.max(g.bytes) as u64);
+                    }
+                    bar.set_style(style);
+                    bar.set_message(msg);
                     bar.set_position(g.bytes.max(0) as u64);
-                    bar.set_message(format!("{}/{} colls", g.collections, g.collections_total));
                 }
             }
             Mode::Plain { shown } => {
