@@ -559,6 +559,8 @@ async fn failures_cancels_pitr_lag_and_terminal_bars() {
         .expect("insert chunk");
     let m = samples(&get(port, "/metrics").await.1);
     let lag = sample(&m, &format!("rbm_pitr_lag_seconds{{rs=\"{rs}\"}}"));
+    // Reported with chunks present; whether PITR is on is its own gauge, for alerts.
+    assert_eq!(sample(&m, "rbm_pitr_enabled"), 0.0);
     assert!((120.0..160.0).contains(&lag), "lag {lag}");
     assert_eq!(
         sample(

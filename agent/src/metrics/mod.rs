@@ -21,9 +21,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use rbm_protocol::defs::{
-    BACKUPS_COLLECTION, DB, LOCK_COLLECTION, LOCK_OP_COLLECTION, PITR_CHUNKS_COLLECTION,
+    BACKUPS_COLLECTION, CONFIG_COLLECTION, DB, LOCK_COLLECTION, LOCK_OP_COLLECTION,
+    PITR_CHUNKS_COLLECTION,
 };
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -92,9 +93,10 @@ pub struct Metrics {
     pitr_last_chunk_end: Family<RsLabel, Gauge>,
     pitr_lag: Family<RsLabel, Gauge<f64, AtomicU64>>,
     lock_held: Family<TypeLabel, Gauge>,
-    /// Set by the slicer (cluster-time seconds of its last chunk's end), so the lag is
-    /// known even when the control collections cannot be read.
-    slicer_chunk_end: Family<RsLabel, Gauge>,
+    pitr_enabled: Gauge,
+    /// Set by this agent's slicer (cluster-time seconds of its last chunk's end), so
+    /// the lag is known even when the control collections cannot be read.
+    slicer_chunk_end: AtomicI64,
     node: OnceLock<Node>,
 }
 
@@ -118,7 +120,8 @@ impl Metrics {
             pitr_last_chunk_end: Family::default(),
             pitr_lag: Family::default(),
             lock_held: Family::default(),
-            slicer_chunk_end: Family::default(),
+            pitr_enabled: Gauge::default(),
+            slicer_chunk_end: AtomicI64::new(0),
             node: OnceLock::new(),
             registry: Registry::default(),
         };
@@ -171,6 +174,11 @@ impl Metrics {
             "pitr_lag_seconds",
             "Seconds between the cluster time and the end of the last saved oplog chunk",
             m.pitr_lag.clone(),
+        );
+        registry.register(
+            "pitr_enabled",
+            "1 when PITR is on in the cluster's config",
+            m.pitr_enabled.clone(),
         );
         registry.register(
             "lock_held",
@@ -269,13 +277,13 @@ pub(crate) fn storage_read(storage: &str, n: u64) {
     }
 }
 
-/// For the PITR slicer: the cluster time its last stored chunk of `rs` ends at. The lag
-/// is computed from it at scrape time (and from `pbmPITRChunks` when readable).
-pub fn set_pitr_chunk_end(rs: &str, end: Timestamp) {
+/// For the PITR slicer: the cluster time at which the last chunk it stored for this
+/// agent's replica set ends. The lag is computed at scrape time from the later of this
+/// and the last chunk in `pbmPITRChunks`.
+pub fn set_pitr_chunk_end(end: Timestamp) {
     if let Some(m) = get() {
         m.slicer_chunk_end
-            .get_or_create(&RsLabel { rs: rs.to_string() })
-            .set(i64::from(end.time));
+            .fetch_max(i64::from(end.time), Ordering::Relaxed);
     }
 }
 
@@ -309,42 +317,36 @@ impl Metrics {
 
     async fn refresh(&self) {
         let Some(node) = self.node.get() else { return };
-        let cluster_now = node.cluster_time().await.ok();
-        if tokio::time::timeout(
-            SCRAPE_QUERY_TIMEOUT,
-            self.refresh_from_db(node, cluster_now),
-        )
-        .await
-        .is_err()
-        {
-            tracing::debug!("metrics: the control collections did not answer in time");
-        }
-        // The slicer's own figure, for a replica set whose chunks were not read.
-        if let Some(now) = cluster_now {
-            let mine = RsLabel {
-                rs: node.info.replset.clone(),
+        let chunk_end =
+            match tokio::time::timeout(SCRAPE_QUERY_TIMEOUT, self.refresh_from_db(node)).await {
+                Ok(end) => end,
+                Err(_) => {
+                    tracing::debug!("metrics: the control collections did not answer in time");
+                    None
+                }
             };
-            let slicer_end = self.slicer_chunk_end.get_or_create(&mine).get();
-            if slicer_end > 0 && self.pitr_last_chunk_end.get_or_create(&mine).get() < slicer_end {
-                self.pitr_last_chunk_end
-                    .get_or_create(&mine)
-                    .set(slicer_end);
-            }
-            let end = self.pitr_last_chunk_end.get_or_create(&mine).get();
-            if end > 0 {
-                self.pitr_lag
-                    .get_or_create(&mine)
-                    .set((i64::from(now.time) - end).max(0) as f64);
-            } else {
-                self.pitr_last_chunk_end.remove(&mine);
-            }
-            if slicer_end == 0 {
-                self.slicer_chunk_end.remove(&mine);
-            }
+        // The slicer's own figure counts too: it is known even when the chunks could
+        // not be read, and it may be newer than what a lagging read saw.
+        let end = chunk_end
+            .unwrap_or(0)
+            .max(self.slicer_chunk_end.load(Ordering::Relaxed));
+        let mine = RsLabel {
+            rs: node.info.replset.clone(),
+        };
+        if end <= 0 {
+            return;
+        }
+        self.pitr_last_chunk_end.get_or_create(&mine).set(end);
+        if let Ok(now) = node.cluster_time().await {
+            self.pitr_lag
+                .get_or_create(&mine)
+                .set((i64::from(now.time) - end).max(0) as f64);
         }
     }
 
-    async fn refresh_from_db(&self, node: &Node, cluster_now: Option<Timestamp>) {
+    /// Reads the cluster's figures; returns the end (cluster-time seconds) of this
+    /// replica set's last PITR chunk.
+    async fn refresh_from_db(&self, node: &Node) -> Option<i64> {
         let admin = node.pbm.database(DB);
         // The last `done` backup of each type.
         for t in ["logical", "physical", "incremental", "external"] {
@@ -364,28 +366,41 @@ impl Metrics {
                 }
             }
         }
+        // Whether PITR is configured on (the main config, not a profile).
+        if let Ok(Some(c)) = admin
+            .collection::<Document>(CONFIG_COLLECTION)
+            .find_one(doc! {"profile": {"$ne": true}})
+            .projection(doc! {"pitr.enabled": 1})
+            .await
+        {
+            let on = c
+                .get_document("pitr")
+                .ok()
+                .and_then(|p| p.get_bool("enabled").ok())
+                .unwrap_or(false);
+            self.pitr_enabled.set(i64::from(on));
+        }
+        self.refresh_locks(node).await;
         // The end of the last PITR chunk of this replica set.
-        let rs = &node.info.replset;
-        if let Ok(Some(d)) = admin
+        let d = admin
             .collection::<Document>(PITR_CHUNKS_COLLECTION)
-            .find_one(doc! {"rs": rs})
+            .find_one(doc! {"rs": &node.info.replset})
             .sort(doc! {"end_ts": -1})
             .projection(doc! {"end_ts": 1})
             .await
-        {
-            if let Ok(end) = d.get_timestamp("end_ts") {
-                self.pitr_last_chunk_end
-                    .get_or_create(&RsLabel { rs: rs.clone() })
-                    .set(i64::from(end.time));
-            }
-        }
-        // The locks this agent holds (a stale one is still held until taken over).
-        let _ = cluster_now;
+            .ok()??;
+        d.get_timestamp("end_ts").ok().map(|t| i64::from(t.time))
+    }
+
+    /// The locks this agent holds (a stale one is still held until taken over); left
+    /// as they were when the collections cannot be read.
+    async fn refresh_locks(&self, node: &Node) {
+        let admin = node.pbm.database(DB);
         let mut held: Vec<String> = Vec::new();
         for coll in [LOCK_COLLECTION, LOCK_OP_COLLECTION] {
             let Ok(cur) = admin
                 .collection::<Document>(coll)
-                .find(doc! {"replset": rs, "node": &node.info.name})
+                .find(doc! {"replset": &node.info.replset, "node": &node.info.name})
                 .await
             else {
                 return;

@@ -103,3 +103,65 @@ impl Storage for Metered {
         self.inner.copy(from, to).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    fn counted(m: &super::super::Metrics) -> (u64, u64) {
+        let l = super::super::StorageLabels {
+            storage: "filesystem".into(),
+        };
+        (
+            m.storage_written.get_or_create(&l).get(),
+            m.storage_read.get_or_create(&l).get(),
+        )
+    }
+
+    #[tokio::test]
+    async fn saved_and_read_bytes_are_counted() {
+        let m = super::super::enable();
+        let dir = tempfile::tempdir().expect("dir");
+        let conf: rbm_storage::StorageConf = rbm_storage::StorageConf::from_yaml(&format!(
+            "type: filesystem\nfilesystem:\n  path: {}\n",
+            dir.path().display()
+        ))
+        .expect("conf");
+        let st = metered(
+            rbm_storage::from_config(&conf, None)
+                .await
+                .expect("storage"),
+        );
+        let (w0, r0) = counted(m);
+        let body = vec![7u8; 10_000];
+        let n = st
+            .save(
+                "a/b.bin",
+                Box::new(std::io::Cursor::new(body.clone())),
+                None,
+                &CancellationToken::new(),
+            )
+            .await
+            .expect("save");
+        assert_eq!(n, 10_000);
+        let mut back = Vec::new();
+        st.open("a/b.bin")
+            .await
+            .expect("open")
+            .read_to_end(&mut back)
+            .await
+            .expect("read");
+        assert_eq!(back, body);
+        let mut part = Vec::new();
+        st.open_range("a/b.bin", 100, 50)
+            .await
+            .expect("range")
+            .read_to_end(&mut part)
+            .await
+            .expect("read range");
+        let (w1, r1) = counted(m);
+        assert_eq!(w1 - w0, 10_000);
+        assert_eq!(r1 - r0, 10_050);
+    }
+}
