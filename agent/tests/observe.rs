@@ -595,3 +595,38 @@ async fn failures_cancels_pitr_lag_and_terminal_bars() {
         "bars replace the dots: {tty}"
     );
 }
+
+/// `/healthz` follows the connections: 200 while the mongod answers, 503 once it is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_turns_503_when_the_mongod_goes_away() {
+    let server = MongoServer::start().await;
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let agent = Agent::start(
+        &server,
+        "n1:27017",
+        "primary",
+        &[("RBM_METRICS_ADDR", addr.as_str())],
+    );
+    let c = client(&server).await;
+    wait_for(Duration::from_secs(40), "the agent registered", || async {
+        (!find_all(&c, "pbmAgents", doc! {}).await.is_empty()).then_some(())
+    })
+    .await;
+    let (code, body) = get(port, "/healthz").await;
+    assert_eq!(code, 200, "{body}\n{}", agent.log());
+    drop(c);
+    drop(server);
+    let (code, body) = wait_for(Duration::from_secs(30), "healthz failing", || async {
+        let r = get(port, "/healthz").await;
+        (r.0 != 200).then_some(r)
+    })
+    .await;
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains("local mongod") || body.contains("replica set"),
+        "says which connection: {body}"
+    );
+    // Unknown paths and methods get their own answers.
+    assert_eq!(get(port, "/nope").await.0, 404);
+}
