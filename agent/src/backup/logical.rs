@@ -106,15 +106,12 @@ pub async fn run_logical(job: &BackupJob<'_>, lock: &HeldLock, shutdown: &Cancel
         (_, Some(r)) => Err(r),
         (r, None) => r,
     };
-    let outcome = match &result {
-        Ok(()) => "done",
-        Err(BackupError::Cancelled) => "canceled",
-        Err(e) => {
-            crate::metrics::error(crate::metrics::backup_error_kind(e));
-            "error"
-        }
-    };
-    crate::metrics::op_finished("backup", job.cmd.kind.as_str(), outcome, started.elapsed());
+    crate::metrics::op_finished(
+        "backup",
+        job.cmd.kind.as_str(),
+        crate::metrics::backup_outcome(&result),
+        started.elapsed(),
+    );
     if let Err(e) = &result {
         let status = if matches!(e, BackupError::Cancelled) {
             Status::Canceled
@@ -399,30 +396,16 @@ async fn do_logical(
                     || coll == rbm_protocol::defs::TMP_ROLES_COLLECTION))
     };
     let mut namespaces = archive::list_namespaces(&node.local, &selected).await?;
-    let progress = crate::progress::Progress::new();
-    let colls: Vec<(String, String)> = namespaces
-        .iter()
-        .filter(|n| n.kind == rbm_protocol::meta::NamespaceType::Collection)
-        .map(|n| (n.db.clone(), n.name.clone()))
-        .collect();
-    progress.set_totals(
-        crate::progress::data_size(&node.local, &colls).await,
-        colls.len() as u64,
-    );
-    let progress_stop = CancellationToken::new();
-    let publisher = crate::progress::Publisher {
-        coll: node
-            .pbm
+    let progress = crate::progress::for_dump(&node.local, &namespaces).await;
+    let publisher = crate::progress::Publisher::new(
+        node.pbm
             .database(rbm_protocol::defs::DB)
             .collection(rbm_protocol::defs::BACKUPS_COLLECTION),
-        name: name.to_string(),
-        replset: rs.to_string(),
-        node: node.info.name.clone(),
-    }
-    .spawn(progress.clone(), progress_stop.clone());
-    let _progress_guard = progress_stop.clone().drop_guard();
+        name,
+        node,
+    );
     let target = DumpTarget {
-        progress,
+        progress: progress.clone(),
         storage: storage.clone(),
         backup: name.to_string(),
         replset: rs.to_string(),
@@ -437,7 +420,8 @@ async fn do_logical(
     };
     let log = job.log.clone();
     let (opid, epoch, bname) = (job.opid.clone(), job.epoch, name.to_string());
-    let stats = dump::dump_all(
+    // The final figures are written before the status says the dump is done.
+    let dump = dump::dump_all(
         &node.local,
         &target,
         &mut namespaces,
@@ -456,11 +440,8 @@ async fn do_logical(
                 log.write(Severity::Info, &ev, &msg).await;
             });
         },
-    )
-    .await?;
-    // The final figures, before the status says the dump is done.
-    progress_stop.cancel();
-    let _ = publisher.await;
+    );
+    let stats = publisher.around(progress, dump).await?;
     job.log(
         Severity::Debug,
         &format!(

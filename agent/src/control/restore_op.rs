@@ -88,19 +88,13 @@ pub async fn run(
     let result = restore(ctx, cmd, &opid_hex, &ev, cancel).await;
     beat_stop.cancel();
     let _ = beat.await;
-    crate::metrics::op_finished(
-        "restore",
-        "logical",
-        if result.is_ok() { "done" } else { "error" },
-        started.elapsed(),
-    );
-    if let Err(e) = &result {
-        crate::metrics::error(match e {
-            RunError::Restore(_) => "restore",
-            RunError::Control(_) => "control",
-            RunError::Other(_) => "other",
-        });
-    }
+    let outcome = match &result {
+        Ok(()) => crate::metrics::Outcome::Done,
+        Err(RunError::Restore(_)) => crate::metrics::Outcome::Failed("restore"),
+        Err(RunError::Control(_)) => crate::metrics::Outcome::Failed("control"),
+        Err(RunError::Other(_)) => crate::metrics::Outcome::Failed("other"),
+    };
+    crate::metrics::op_finished("restore", "logical", outcome, started.elapsed());
     match result {
         Ok(()) => {
             set_status(ctx, &cmd.name, Status::Done, None).await?;
@@ -229,19 +223,10 @@ async fn restore(
             &format!("loading {} collection(s)", r.target_names().len()),
         )
         .await;
-    r.progress = crate::progress::Progress::new();
-    let progress_stop = CancellationToken::new();
-    let publisher = crate::progress::Publisher {
-        coll: restores(ctx),
-        name: cmd.name.clone(),
-        replset: ctx.node.info.replset.clone(),
-        node: ctx.node.info.name.clone(),
-    }
-    .spawn(r.progress.clone(), progress_stop.clone());
-    let loaded = r.load(cancel).await;
-    progress_stop.cancel();
-    let _ = publisher.await;
-    loaded?;
+    let progress = crate::progress::Progress::new();
+    r.progress = progress.clone();
+    let publisher = crate::progress::Publisher::new(restores(ctx), &cmd.name, &ctx.node);
+    publisher.around(progress, r.load(cancel)).await?;
     r.switch().await?;
     r.users_and_roles().await?;
     set_status(ctx, &cmd.name, Status::DumpDone, None).await?;

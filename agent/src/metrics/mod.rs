@@ -216,10 +216,27 @@ pub fn attach(node: &Node) {
     }
 }
 
-/// An operation ended: `op` is `backup`/`restore`/..., `kind` its type (`logical`),
-/// `result` `done`/`error`/`canceled`.
-pub fn op_finished(op: &str, kind: &str, result: &str, took: Duration) {
+/// How an operation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    Canceled,
+    /// Failed, with the kind of error (`storage`, `db`, ...).
+    Failed(&'static str),
+}
+
+/// An operation ended: `op` is `backup`/`restore`/..., `kind` its type (`logical`).
+/// A failure also counts in `rbm_errors_total`.
+pub fn op_finished(op: &str, kind: &str, outcome: Outcome, took: Duration) {
     if let Some(m) = get() {
+        let result = match outcome {
+            Outcome::Done => "done",
+            Outcome::Canceled => "canceled",
+            Outcome::Failed(why) => {
+                error(why);
+                "error"
+            }
+        };
         let l = OpLabels {
             op: op.to_string(),
             kind: TypeLabel {
@@ -287,10 +304,15 @@ pub fn set_pitr_chunk_end(end: Timestamp) {
     }
 }
 
-/// The kind label of a backup failure.
-pub fn backup_error_kind(e: &crate::backup::BackupError) -> &'static str {
+/// How a backup ended, for [`op_finished`].
+pub fn backup_outcome(r: &Result<(), crate::backup::BackupError>) -> Outcome {
     use crate::backup::BackupError as E;
-    match e {
+    let e = match r {
+        Ok(()) => return Outcome::Done,
+        Err(E::Cancelled) => return Outcome::Canceled,
+        Err(e) => e,
+    };
+    Outcome::Failed(match e {
         E::Db { .. } | E::Node(_) => "db",
         E::Bson { .. } => "bson",
         E::Storage(_) => "storage",
@@ -301,7 +323,7 @@ pub fn backup_error_kind(e: &crate::backup::BackupError) -> &'static str {
         E::LockLost => "lock_lost",
         E::Check(_) => "check",
         E::Other(_) => "other",
-    }
+    })
 }
 
 impl Metrics {

@@ -8,6 +8,7 @@ pub mod cli;
 use bson::{doc, Document};
 use mongodb::Collection;
 use rbm_protocol::meta::progress::OpProgress;
+use rbm_protocol::meta::{NamespaceType, NamespaceV2};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,6 +84,33 @@ fn unix_now() -> i64 {
 }
 
 impl Publisher {
+    /// The publisher of this node's replica set entry in `coll`'s document `name`.
+    pub fn new(coll: Collection<Document>, name: &str, node: &crate::node::Node) -> Self {
+        Self {
+            coll,
+            name: name.to_string(),
+            replset: node.info.replset.clone(),
+            node: node.info.name.clone(),
+        }
+    }
+
+    /// Runs `work` while publishing `progress`; the final figures are written before it
+    /// returns.
+    pub async fn around<T>(
+        self,
+        progress: Progress,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        let stop = CancellationToken::new();
+        // Dropped half-way (the operation was stopped), the task still ends.
+        let _guard = stop.clone().drop_guard();
+        let task = self.spawn(progress, stop.clone());
+        let out = work.await;
+        stop.cancel();
+        let _ = task.await;
+        out
+    }
+
     /// Publishes every [`PUBLISH_EVERY`] while the counts move, and once more when
     /// `stop` fires (so the last figures are the final ones). Failures are logged and
     /// skipped: progress is advisory and must never fail the operation.
@@ -137,15 +165,27 @@ impl Publisher {
     }
 }
 
+/// A progress handle for the dump of `namespaces`, with its totals.
+pub async fn for_dump(node: &mongodb::Client, namespaces: &[NamespaceV2]) -> Progress {
+    let colls: Vec<&NamespaceV2> = namespaces
+        .iter()
+        .filter(|n| n.kind == NamespaceType::Collection)
+        .collect();
+    let p = Progress::new();
+    p.set_totals(data_size(node, &colls).await, colls.len() as u64);
+    p
+}
+
 /// The uncompressed size of the collections a backup will dump, from `collStats`
 /// (0 = unknown). SecantusDB answers `collStats` by scanning the collection, which
 /// would cost as much as the dump: there the total stays unknown.
-pub async fn data_size(node: &mongodb::Client, namespaces: &[(String, String)]) -> u64 {
+async fn data_size(node: &mongodb::Client, namespaces: &[&NamespaceV2]) -> u64 {
     if crate::testserver::is_secantus(node).await {
         return 0;
     }
     let mut total = 0u64;
-    for (db, coll) in namespaces {
+    for ns in namespaces {
+        let (db, coll) = (&ns.db, &ns.name);
         let Ok(r) = node
             .database(db)
             .run_command(doc! {"collStats": coll})
