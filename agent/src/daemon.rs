@@ -19,6 +19,8 @@ pub enum AgentError {
     Node(#[from] NodeError),
     #[error(transparent)]
     Control(#[from] ControlError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::server::MetricsError),
 }
 
 /// The agent's settings.
@@ -31,6 +33,8 @@ pub struct AgentSettings {
     pub poll_interval: Duration,
     /// Test-only, see [`OpContext::hold`].
     pub test_op_hold: Duration,
+    /// `HOST:PORT` of the Prometheus endpoint; off when `None`.
+    pub metrics_addr: Option<String>,
 }
 
 impl AgentSettings {
@@ -41,6 +45,7 @@ impl AgentSettings {
             heartbeat_interval: rbm_protocol::defs::AGENTS_STAT_CHECK_RANGE,
             poll_interval: intake::POLL_INTERVAL,
             test_op_hold: Duration::ZERO,
+            metrics_addr: None,
         }
     }
 }
@@ -51,7 +56,17 @@ impl AgentSettings {
 /// Start-up failures (connection, unsuitable server, control collections); after
 /// start-up the agent keeps running through transient database errors.
 pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result<(), AgentError> {
+    // Before connecting: a bad address fails at once, and `/healthz` answers 503 while
+    // the mongod is looked for.
+    let metrics = match &settings.metrics_addr {
+        Some(addr) => Some(crate::metrics::server::serve(
+            crate::metrics::server::bind(addr).await?,
+            shutdown.clone(),
+        )),
+        None => None,
+    };
     let node = Node::connect(&settings.connect).await?;
+    crate::metrics::attach(&node);
     let info = node.info.clone();
     tracing::info!(
         node = %info.name,
@@ -130,6 +145,9 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
     }
     if let Err(e) = watchdog.await {
         tracing::error!("the stuck-backup watchdog failed: {e}");
+    }
+    if let Some(m) = metrics {
+        let _ = m.await;
     }
     log.write(
         Severity::Info,

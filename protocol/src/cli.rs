@@ -197,6 +197,9 @@ pub struct CurrentOp {
     pub start_ts: i64,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub status: String,
+    /// rbm's extension: each replica set's progress, when its agent reports one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub progress: Vec<crate::meta::progress::RsProgress>,
 }
 
 /// PBM's `storageStat`.

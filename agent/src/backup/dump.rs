@@ -94,6 +94,8 @@ pub struct DumpTarget {
     /// Test-only (`RBM_AGENT_TEST_DUMP_THROTTLE_MS`): a pause after every 100 documents, so
     /// fault tests can act while a dump is in progress. Zero in production.
     pub test_throttle: std::time::Duration,
+    /// Counts the documents' bytes and the collections done, for `rbm status`.
+    pub progress: crate::progress::Progress,
 }
 
 impl DumpTarget {
@@ -170,6 +172,7 @@ pub async fn dump_all(
             max_in_flight.fetch_max(now, Ordering::SeqCst);
             let r = dump_collection(&node, &target, &ns).await;
             in_flight.fetch_sub(1, Ordering::SeqCst);
+            target.progress.collection_done();
             if let Ok(d) = &r {
                 on_done(&ns, d);
             }
@@ -320,6 +323,7 @@ pub async fn dump_collection(
             let bytes = cursor.current().as_bytes();
             crc.update(bytes);
             size += bytes.len() as i64;
+            target.progress.add_bytes(bytes.len() as u64);
             if sink.write(bytes).await.is_err() {
                 return Err(None);
             }
@@ -372,6 +376,7 @@ mod tests {
             level: None,
             cancel: CancellationToken::new(),
             test_throttle: std::time::Duration::ZERO,
+            progress: Default::default(),
         };
         let ns = |db: &str, name: &str| NamespaceV2 {
             db: db.into(),

@@ -73,6 +73,7 @@ impl BackupJob<'_> {
 /// deletes the backup's objects when it fails. `shutdown` is the agent's.
 pub async fn run_logical(job: &BackupJob<'_>, lock: &HeldLock, shutdown: &CancellationToken) {
     let name = job.cmd.name.clone();
+    let started = std::time::Instant::now();
     let user_cancel = job.running.register(&name);
     let stop = CancellationToken::new();
     let lock_lost = CancellationToken::new();
@@ -105,6 +106,12 @@ pub async fn run_logical(job: &BackupJob<'_>, lock: &HeldLock, shutdown: &Cancel
         (_, Some(r)) => Err(r),
         (r, None) => r,
     };
+    crate::metrics::op_finished(
+        "backup",
+        job.cmd.kind.as_str(),
+        crate::metrics::backup_outcome(&result),
+        started.elapsed(),
+    );
     if let Err(e) = &result {
         let status = if matches!(e, BackupError::Cancelled) {
             Status::Canceled
@@ -275,7 +282,9 @@ async fn do_logical(
     let selective = !filter.is_all();
 
     let conf = storage_conf(job).await?;
-    let storage = rbm_storage::from_config(&conf, Some(&node.info.name)).await?;
+    let storage = crate::metrics::storage::metered(
+        rbm_storage::from_config(&conf, Some(&node.info.name)).await?,
+    );
     if let Ok(mut g) = storage_cell.lock() {
         *g = Some(storage.clone());
     }
@@ -387,7 +396,16 @@ async fn do_logical(
                     || coll == rbm_protocol::defs::TMP_ROLES_COLLECTION))
     };
     let mut namespaces = archive::list_namespaces(&node.local, &selected).await?;
+    let progress = crate::progress::for_dump(&node.local, &namespaces).await;
+    let publisher = crate::progress::Publisher::new(
+        node.pbm
+            .database(rbm_protocol::defs::DB)
+            .collection(rbm_protocol::defs::BACKUPS_COLLECTION),
+        name,
+        node,
+    );
     let target = DumpTarget {
+        progress: progress.clone(),
         storage: storage.clone(),
         backup: name.to_string(),
         replset: rs.to_string(),
@@ -402,7 +420,8 @@ async fn do_logical(
     };
     let log = job.log.clone();
     let (opid, epoch, bname) = (job.opid.clone(), job.epoch, name.to_string());
-    let stats = dump::dump_all(
+    // The final figures are written before the status says the dump is done.
+    let dump = dump::dump_all(
         &node.local,
         &target,
         &mut namespaces,
@@ -421,8 +440,8 @@ async fn do_logical(
                 log.write(Severity::Info, &ev, &msg).await;
             });
         },
-    )
-    .await?;
+    );
+    let stats = publisher.around(progress, dump).await?;
     job.log(
         Severity::Debug,
         &format!(

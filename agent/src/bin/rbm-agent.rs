@@ -42,6 +42,10 @@ struct Cli {
     #[arg(long, env = "LOG_LEVEL", default_value = "I")]
     log_level: String,
 
+    /// Serve Prometheus metrics on HOST:PORT (`/metrics`, and `/healthz` for probes).
+    #[arg(long, env = "RBM_METRICS_ADDR", value_name = "HOST:PORT")]
+    metrics_addr: Option<String>,
+
     /// How long to look for the mongod before giving up, in milliseconds.
     #[arg(
         long,
@@ -133,6 +137,7 @@ async fn agent(cli: Cli) -> anyhow::Result<()> {
         node_role,
     });
     settings.test_op_hold = Duration::from_secs(cli.test_op_hold_secs);
+    settings.metrics_addr = cli.metrics_addr;
 
     let shutdown = CancellationToken::new();
     {

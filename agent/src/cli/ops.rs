@@ -297,6 +297,7 @@ pub async fn backup(
             let _ = progress.flush();
         }
         let deadline = args.wait_time.map(|d| tokio::time::Instant::now() + d);
+        let mut shown = crate::progress::cli::WaitProgress::new(text);
         let meta = loop {
             let m = get_backup(conn, &name).await?;
             if let Some(Status::Done | Status::Error | Status::Canceled) =
@@ -317,12 +318,14 @@ pub async fn backup(
                     "backup '{name}' is still running after --wait-time; check `rbm status`"
                 )));
             }
-            if text {
+            if text && !shown.draws_bars() {
                 let _ = write!(progress, ".");
                 let _ = progress.flush();
             }
+            shown.poll(conn, defs::BACKUPS_COLLECTION, &name).await;
             tokio::time::sleep(Duration::from_secs(1)).await;
         };
+        shown.finish(conn, defs::BACKUPS_COLLECTION, &name).await;
         let meta = meta.ok_or_else(|| CliError::NotFound(format!("backup '{name}' vanished")))?;
         match meta.status {
             Status::Done => {
@@ -631,15 +634,18 @@ pub async fn restore(
             let _ = write!(progress, "\nWaiting for restore to finish");
         }
         let t = args.wait_time.unwrap_or(Duration::MAX);
-        let m = wait_restore(
+        let mut shown = crate::progress::cli::WaitProgress::new(text);
+        let m = wait_restore_shown(
             conn,
             &name,
             |m| matches!(m.status, Status::Done | Status::Error | Status::PartlyDone),
             t,
             text,
             progress,
+            Some(&mut shown),
         )
         .await?;
+        shown.finish(conn, defs::RESTORES_COLLECTION, &name).await;
         match m {
             Some(m) if m.status == Status::Error => return Err(restore_failed(&name, &m)),
             Some(m) if m.status == Status::Done || m.status == Status::PartlyDone => {
@@ -681,6 +687,19 @@ async fn wait_restore(
     text: bool,
     progress: &mut dyn Write,
 ) -> Result<Option<RestoreMeta>, CliError> {
+    wait_restore_shown(conn, name, done, timeout, text, progress, None).await
+}
+
+/// [`wait_restore`], showing the agents' progress in `shown`.
+async fn wait_restore_shown(
+    conn: &Conn,
+    name: &str,
+    done: impl Fn(&RestoreMeta) -> bool,
+    timeout: Duration,
+    text: bool,
+    progress: &mut dyn Write,
+    mut shown: Option<&mut crate::progress::cli::WaitProgress>,
+) -> Result<Option<RestoreMeta>, CliError> {
     let deadline = tokio::time::Instant::now().checked_add(timeout);
     let mut last_status: Option<Status> = None;
     loop {
@@ -707,9 +726,13 @@ async fn wait_restore(
         if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
             return Ok(None);
         }
-        if text {
+        let bars = shown.as_ref().is_some_and(|s| s.draws_bars());
+        if text && !bars {
             let _ = write!(progress, ".");
             let _ = progress.flush();
+        }
+        if let Some(s) = shown.as_deref_mut() {
+            s.poll(conn, defs::RESTORES_COLLECTION, name).await;
         }
         tokio::time::sleep(POLL).await;
     }

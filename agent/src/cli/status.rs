@@ -88,7 +88,11 @@ pub async fn status(
     }
     if let Some(r) = &o.running {
         head(&mut s, "Currently running");
-        s.push_str(&format!("{}\n\n", running_text(r)));
+        s.push_str(&format!("{}\n", running_text(r)));
+        for p in &r.progress {
+            s.push_str(&format!("  {}\n", crate::progress::cli::line(p)));
+        }
+        s.push('\n');
     }
     if want("backups") {
         head(&mut s, "Backups");
@@ -355,6 +359,13 @@ async fn running(conn: &Conn, now: Timestamp) -> Result<CurrentOp, CliError> {
         }
         _ => {}
     }
+    if let Some(coll) = match l.kind {
+        Some(CommandKind::Backup) => Some(defs::BACKUPS_COLLECTION),
+        Some(CommandKind::Restore) => Some(defs::RESTORES_COLLECTION),
+        _ => None,
+    } {
+        op.progress = crate::progress::cli::read(conn, coll, doc! {"opid": &l.opid}).await;
+    }
     Ok(op)
 }
 
@@ -484,6 +495,7 @@ mod tests {
             name: "2026-11-26T11:40:53Z".into(),
             start_ts: 1_795_693_253,
             status: "snapshot backup".into(),
+            progress: Vec::new(),
         };
         assert_eq!(
             running_text(&op),
@@ -496,6 +508,7 @@ mod tests {
             name: String::new(),
             start_ts: 0,
             status: String::new(),
+            progress: Vec::new(),
         };
         assert_eq!(running_text(&resync), "Resync storage [op id: 6b09]");
         assert_eq!(running_text(&CurrentOp::default()), "(none)");

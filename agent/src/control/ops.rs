@@ -94,7 +94,9 @@ pub async fn handle(ctx: OpContext, cmd: CommandDoc, cancel: CancellationToken) 
         }
         other => unavailable(&ctx, opid, epoch, kind, &obj_name(other), &cancel).await,
     };
+    crate::metrics::command_handled(kind.as_str(), result.is_ok());
     if let Err(e) = result {
+        crate::metrics::error("control");
         let ev = Event {
             event: kind.as_str(),
             obj: "",

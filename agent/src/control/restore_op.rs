@@ -84,9 +84,17 @@ pub async fn run(
         let stop = beat_stop.clone();
         tokio::spawn(async move { heartbeat(&ctx, &lock, &name, &stop).await })
     };
+    let started = std::time::Instant::now();
     let result = restore(ctx, cmd, &opid_hex, &ev, cancel).await;
     beat_stop.cancel();
     let _ = beat.await;
+    let outcome = match &result {
+        Ok(()) => crate::metrics::Outcome::Done,
+        Err(RunError::Restore(_)) => crate::metrics::Outcome::Failed("restore"),
+        Err(RunError::Control(_)) => crate::metrics::Outcome::Failed("control"),
+        Err(RunError::Other(_)) => crate::metrics::Outcome::Failed("other"),
+    };
+    crate::metrics::op_finished("restore", "logical", outcome, started.elapsed());
     match result {
         Ok(()) => {
             set_status(ctx, &cmd.name, Status::Done, None).await?;
@@ -146,9 +154,11 @@ async fn restore(
     let config = super::heartbeat::Heartbeat::main_config(&ctx.node)
         .await?
         .ok_or_else(|| RunError::Other("no storage is configured (run `rbm config`)".into()))?;
-    let storage = rbm_storage::from_config(&config.storage, Some(&ctx.node.info.name))
-        .await
-        .map_err(|e| RunError::Other(format!("storage: {e}")))?;
+    let storage = crate::metrics::storage::metered(
+        rbm_storage::from_config(&config.storage, Some(&ctx.node.info.name))
+            .await
+            .map_err(|e| RunError::Other(format!("storage: {e}")))?,
+    );
     let meta = match super::ops::read_meta(&ctx.node, &cmd.backup_name).await? {
         Some(m) => m,
         None => source::backup_meta_from_storage(storage.as_ref(), &cmd.backup_name).await?,
@@ -213,7 +223,10 @@ async fn restore(
             &format!("loading {} collection(s)", r.target_names().len()),
         )
         .await;
-    r.load(cancel).await?;
+    let progress = crate::progress::Progress::new();
+    r.progress = progress.clone();
+    let publisher = crate::progress::Publisher::new(restores(ctx), &cmd.name, &ctx.node);
+    publisher.around(progress, r.load(cancel)).await?;
     r.switch().await?;
     r.users_and_roles().await?;
     set_status(ctx, &cmd.name, Status::DumpDone, None).await?;

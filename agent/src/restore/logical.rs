@@ -102,6 +102,8 @@ pub struct LogicalRestore {
     /// with `preserveUUID`; never for a clone.
     keep_uuids: bool,
     pub summary: RestoreSummary,
+    /// Counts the loaded bytes and collections, for `rbm status` (set by the caller).
+    pub progress: crate::progress::Progress,
 }
 
 impl LogicalRestore {
@@ -279,6 +281,7 @@ impl LogicalRestore {
             views,
             users_dbs,
             summary: RestoreSummary::default(),
+            progress: Default::default(),
         };
         me.check_objects().await?;
         Ok(me)
@@ -361,6 +364,10 @@ impl LogicalRestore {
                 t.in_place = true;
             }
         }
+        self.progress.set_totals(
+            self.targets.iter().map(|t| t.ns.size.max(0) as u64).sum(),
+            self.targets.len() as u64,
+        );
         let parallel = self.opts.parallel_collections.max(1);
         let mut set: JoinSet<(usize, Result<Loaded, RestoreError>)> = JoinSet::new();
         let mut next = 0;
@@ -376,12 +383,21 @@ impl LogicalRestore {
                 let opts = self.opts.clone();
                 let cancel = cancel.clone();
                 let keep_uuid = self.keep_uuids;
+                let progress = self.progress.clone();
                 set.spawn(async move {
-                    (
-                        i,
-                        load_one(&client, storage, compression, &t, &opts, keep_uuid, &cancel)
-                            .await,
+                    let r = load_one(
+                        &client,
+                        storage,
+                        compression,
+                        &t,
+                        &opts,
+                        keep_uuid,
+                        &cancel,
+                        &progress,
                     )
+                    .await;
+                    progress.collection_done();
+                    (i, r)
                 });
             }
             let Some(joined) = set.join_next().await else {
@@ -697,6 +713,8 @@ fn is_id_index(spec: &Document) -> bool {
 type Loaded = (u64, bool);
 
 /// Loads one collection into its temporary and checks the dump's size and CRC-64.
+// One task's whole context; bundling it in a struct would only rename the arguments.
+#[allow(clippy::too_many_arguments)]
 async fn load_one(
     client: &Client,
     storage: DynStorage,
@@ -705,6 +723,7 @@ async fn load_one(
     opts: &RestoreOptions,
     keep_uuid: bool,
     cancel: &CancellationToken,
+    progress: &crate::progress::Progress,
 ) -> Result<Loaded, RestoreError> {
     let db = client.database(&t.db);
     // A leftover of an interrupted restore with the same tag is ours to drop.
@@ -791,6 +810,7 @@ async fn load_one(
                 return Err(RestoreError::Cancelled);
             }
             bytes += d.as_bytes().len();
+            progress.add_bytes(d.as_bytes().len() as u64);
             batch.push(d);
             if batch.len() >= opts.batch_size.max(1) || bytes >= MAX_BATCH_BYTES {
                 if tx.send(std::mem::take(&mut batch)).await.is_err() {

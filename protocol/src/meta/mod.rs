@@ -6,6 +6,7 @@ pub mod backup;
 pub mod describe;
 pub mod log;
 pub mod pitr;
+pub mod progress;
 pub mod restore;
 
 pub use agent::{AgentStat, SubsysStatus};
