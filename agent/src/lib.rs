@@ -9,6 +9,7 @@ pub mod oplog;
 pub mod pitr;
 pub mod restore;
 pub mod sample;
+pub mod scheduler;
 pub mod speed_test;
 pub mod testserver;
 

@@ -11,6 +11,8 @@ mod goyaml;
 pub mod list;
 pub mod logs;
 pub mod ops;
+pub mod profile;
+pub mod schedule_status;
 pub mod status;
 pub mod text;
 pub mod verify;

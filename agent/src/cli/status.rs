@@ -54,8 +54,17 @@ pub async fn status(
             None => None,
         };
     }
+    // rbm's schedule (not PBM's): only shown when the config has tasks, so PBM's
+    // output is unchanged otherwise.
+    let sched = super::schedule_status::tasks(conn, cfg.as_ref()).await?;
     if out != OutputFormat::Text {
-        return out.json(&o);
+        if sched.is_empty() {
+            return out.json(&o);
+        }
+        return out.json(&super::schedule_status::WithSchedule {
+            status: &o,
+            schedule: &sched,
+        });
     }
     let mut s = String::new();
     let head = |s: &mut String, name: &str| {
@@ -89,6 +98,11 @@ pub async fn status(
     if let Some(r) = &o.running {
         head(&mut s, "Currently running");
         s.push_str(&format!("{}\n\n", running_text(r)));
+    }
+    if !sched.is_empty() {
+        head(&mut s, "Schedule");
+        s.push_str(&super::schedule_status::text(&sched));
+        s.push('\n');
     }
     if want("backups") {
         head(&mut s, "Backups");

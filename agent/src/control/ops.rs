@@ -75,7 +75,16 @@ pub async fn handle(ctx: OpContext, cmd: CommandDoc, cancel: CancellationToken) 
             Ok(())
         }
         Command::Restore(r) => super::restore_op::run(&ctx, opid, epoch, r, &cancel).await,
-        Command::Resync(_) => super::resync::run(&ctx, opid, epoch).await,
+        Command::Resync(r) => super::resync::run(&ctx, opid, epoch, r.as_ref()).await,
+        Command::DeleteBackup(d) => super::lifecycle_op::delete_backup(&ctx, opid, epoch, d).await,
+        Command::DeletePitr(d) => super::lifecycle_op::delete_pitr(&ctx, opid, epoch, d).await,
+        Command::Cleanup(d) => super::lifecycle_op::cleanup(&ctx, opid, epoch, d).await,
+        Command::AddConfigProfile(p) => {
+            super::lifecycle_op::add_profile(&ctx, opid, epoch, p).await
+        }
+        Command::RemoveConfigProfile(p) => {
+            super::lifecycle_op::remove_profile(&ctx, opid, epoch, p).await
+        }
         Command::CancelBackup => {
             let ev = Event {
                 event: "cancelBackup",
