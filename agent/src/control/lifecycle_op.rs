@@ -131,8 +131,9 @@ async fn lock_for(
     opid: OpId,
     epoch: Option<Timestamp>,
     ev: &Event<'_>,
+    primary_only: bool,
 ) -> Result<Option<Box<HeldLock>>, ControlError> {
-    if ctx.node.hello().await?.0 != NodeRole::Primary {
+    if primary_only && ctx.node.hello().await?.0 != NodeRole::Primary {
         return Ok(None);
     }
     match acquire_for_op(
@@ -191,7 +192,7 @@ where
         opid: &opid_hex,
         epoch,
     };
-    let Some(lock) = lock_for(ctx, kind, opid, epoch, &ev).await? else {
+    let Some(lock) = lock_for(ctx, kind, opid, epoch, &ev, true).await? else {
         return Ok(());
     };
     let owned = OwnedEvent {
@@ -317,7 +318,8 @@ pub async fn delete_names(ctx: &OpContext, names: &[String]) -> Result<Vec<Strin
         opid: &opid_hex,
         epoch: None,
     };
-    let Some(lock) = lock_for(ctx, CommandKind::DeleteBackup, opid, None, &ev).await? else {
+    // The scheduling agent deletes wherever it runs: it already is the only one.
+    let Some(lock) = lock_for(ctx, CommandKind::DeleteBackup, opid, None, &ev, false).await? else {
         return Ok(Vec::new());
     };
     let mut deleted = Vec::new();
