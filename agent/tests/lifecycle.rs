@@ -159,6 +159,27 @@ async fn delete_backup_keeps_the_pitr_base_and_refuses_a_running_backup() {
         agent.log()
     );
     assert!(meta(&c, &b2).await.is_some());
+    // The agent checks again under its lock (a command sent without the CLI's check).
+    let id = send_command(
+        &c,
+        "delete",
+        Some(doc! {"backup": &b2, "olderthan": 0_i64, "type": "", "profile": ""}),
+        0,
+    )
+    .await;
+    let refusal = wait_for(Duration::from_secs(30), "the agent's refusal", || async {
+        let e = find_all(&c, "pbmLog", doc! {"opid": id.to_hex(), "s": 1})
+            .await
+            .into_iter()
+            .next()?;
+        Some(e.get_str("msg").ok()?.to_string())
+    })
+    .await;
+    assert!(
+        refusal.contains("cannot delete the last PITR base snapshot while PITR is enabled"),
+        "{refusal}"
+    );
+    assert!(meta(&c, &b2).await.is_some());
     assert!(!objects(&conf, &format!("{b2}/")).await.is_empty());
 
     // b1 is no base of anything any more: it goes, files first.
@@ -501,4 +522,68 @@ async fn a_bad_cron_expression_is_refused_by_config_file() {
         err.contains("invalid cron expression \"61 * * * *\""),
         "{err}"
     );
+}
+
+/// A slot that comes while another operation holds the lock is skipped and logged, not
+/// run late; the next free slot runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_during_another_operation_is_skipped_not_queued() {
+    let server = MongoServer::start().await;
+    let c = client(&server).await;
+    dataset(&c, 50).await;
+    let store = tempfile::tempdir().expect("store");
+    let conf = rbm_e2e::fs_conf(store.path());
+    set_config(
+        &c,
+        &conf,
+        doc! {"schedule": {"tasks": [{"name": "t", "schedule": "*/5 * * * * *"}]}},
+    )
+    .await;
+    // Another operation's live lock (kept fresh below).
+    let locks = c.database("admin").collection::<Document>("pbmLock");
+    let hb = cluster_time(&c).await;
+    locks
+        .insert_one(doc! {"type": "restore", "replset": server.replset(), "node": "other:27017", "opid": "000000000000000000000001", "hb": hb})
+        .await
+        .expect("lock");
+    let agent = Agent::start(&server, "n1:27017", "primary", &[]);
+    registered(&c, 1).await;
+    let state = wait_for(Duration::from_secs(30), "a skipped slot", || async {
+        let hb = cluster_time(&c).await;
+        locks
+            .update_many(doc! {}, doc! {"$set": {"hb": hb}})
+            .await
+            .expect("refresh lock");
+        let s = find_all(&c, "rbmSchedule", doc! {"_id": "task:t"})
+            .await
+            .into_iter()
+            .next()?;
+        (s.get_str("last_status").ok() == Some("skipped")).then_some(s)
+    })
+    .await;
+    assert!(
+        state
+            .get_str("last_result")
+            .expect("result")
+            .contains("another operation is running: restore"),
+        "{state:?}"
+    );
+    assert!(find_all(&c, "pbmCmd", doc! {"cmd": "backup"})
+        .await
+        .is_empty());
+    let logged = find_all(&c, "pbmLog", doc! {"e": "schedule", "s": 2}).await;
+    assert!(!logged.is_empty(), "the skip is logged as a warning");
+
+    // Free again: the next slot runs once.
+    locks.delete_many(doc! {}).await.expect("unlock");
+    let done = wait_for(Duration::from_secs(30), "a scheduled backup", || async {
+        let s = find_all(&c, "rbmSchedule", doc! {"_id": "task:t"})
+            .await
+            .into_iter()
+            .next()?;
+        (s.get_str("last_status").ok() == Some("done")).then_some(s)
+    })
+    .await;
+    let name = done.get_str("last_backup").expect("name");
+    assert!(meta(&c, name).await.is_some(), "{}", agent.log());
 }

@@ -834,11 +834,19 @@ pub async fn delete_backup(
             })
         })
         .transpose()?;
+    if kind.is_some() && older_than.is_none() {
+        return Err(CliError::InvalidArgument(
+            "cannot use --type without --older-than".into(),
+        ));
+    }
+    // PBM checks for another operation first, then whether the backup may go.
+    check_for_another_operation(conn).await?;
     let (backup, older) = match (name, older_than) {
         (Some(n), None) => {
-            get_backup(conn, n)
+            let m = get_backup(conn, n)
                 .await?
                 .ok_or_else(|| CliError::NotFound(format!("backup '{n}' not found")))?;
+            deletable(conn, &m).await?;
             (n.to_string(), 0)
         }
         (None, Some(t)) => (String::new(), parse_older_than(t)?),
@@ -857,7 +865,6 @@ pub async fn delete_backup(
         format!("delete backup '{backup}'")
     };
     confirm(&format!("Are you sure you want to {what}?"), yes)?;
-    check_for_another_operation(conn).await?;
     let opid = send_command(
         conn,
         Command::DeleteBackup(DeleteBackupCmd {
@@ -870,6 +877,18 @@ pub async fn delete_backup(
     .await?;
     wait_for_op(conn, opid, &what, None).await?;
     out.msg("Backup(s) deleted")
+}
+
+/// PBM's client-side `CanDeleteBackup` (the agent checks again under its lock).
+async fn deletable(conn: &Conn, m: &BackupMeta) -> Result<(), CliError> {
+    let all: Vec<BackupMeta> =
+        super::find_all(conn, defs::BACKUPS_COLLECTION, doc! {}, None).await?;
+    let chunks: Vec<rbm_protocol::meta::pitr::PitrChunk> =
+        super::find_all(conn, defs::PITR_CHUNKS_COLLECTION, doc! {}, None).await?;
+    let cfg = super::config::get_config(conn).await?;
+    let pitr = crate::control::lifecycle_op::pitr_mode(cfg.as_ref());
+    crate::scheduler::plan::can_delete(m, &all, &chunks, pitr)
+        .map_err(|e| CliError::OperationFailed(format!("backup cannot be deleted: {e}")))
 }
 
 /// `rbm delete-pitr`.

@@ -6,7 +6,7 @@
 //! What is safe to delete is decided by [`crate::scheduler::plan`].
 
 use super::lock::{acquire_for_op, HeldLock, LockKind, OpLock};
-use super::ops::{header, OpContext};
+use super::ops::{fail_dead_op, header, hold_lock, OpContext};
 use super::pbmlog::Event;
 use super::ControlError;
 use crate::node::{Node, NodeRole};
@@ -22,6 +22,7 @@ use rbm_protocol::meta::log::Severity;
 use rbm_protocol::meta::pitr::PitrChunk;
 use rbm_protocol::meta::BackupMeta;
 use rbm_storage::DynStorage;
+use tokio_util::sync::CancellationToken;
 
 /// PBM's `time.Format("2006-01-02T15:04:05Z")` of unix seconds.
 fn fmt_time(secs: i64) -> String {
@@ -123,8 +124,9 @@ async fn delete_chunk(node: &Node, st: &DynStorage, c: &PitrChunk) -> Result<(),
     Ok(())
 }
 
-/// Takes the exclusive lock for a maintenance command on the primary's agent (PBM:
-/// the leader replica set); `None` when this agent does not run it.
+/// Takes the exclusive lock for a maintenance command. As in PBM every agent of the
+/// (single, leading) replica set competes and the lock picks one; profile changes are
+/// the cluster leader's (the primary's) only. `None` when this agent does not run it.
 async fn lock_for(
     ctx: &OpContext,
     kind: CommandKind,
@@ -133,7 +135,8 @@ async fn lock_for(
     ev: &Event<'_>,
     primary_only: bool,
 ) -> Result<Option<Box<HeldLock>>, ControlError> {
-    if primary_only && ctx.node.hello().await?.0 != NodeRole::Primary {
+    let role = ctx.node.hello().await?.0;
+    if role == NodeRole::Arbiter || (primary_only && role != NodeRole::Primary) {
         return Ok(None);
     }
     match acquire_for_op(
@@ -143,7 +146,12 @@ async fn lock_for(
     )
     .await?
     {
-        OpLock::Held { lock, .. } => Ok(Some(lock)),
+        OpLock::Held { lock, took_over } => {
+            if let Some(old) = took_over {
+                fail_dead_op(ctx, &old).await;
+            }
+            Ok(Some(lock))
+        }
         OpLock::Busy(p) => {
             let msg = super::lock::busy_message(&p);
             ctx.log.write(Severity::Error, ev, &msg).await;
@@ -173,12 +181,15 @@ impl OwnedEvent {
 }
 
 /// Runs `body` under the command's lock and logs its error (PBM's `l.Error`), or `done`.
+#[allow(clippy::too_many_arguments)]
 async fn locked<F, Fut>(
     ctx: &OpContext,
     kind: CommandKind,
     opid: OpId,
     epoch: Option<Timestamp>,
     obj: &str,
+    primary_only: bool,
+    cancel: &CancellationToken,
     body: F,
 ) -> Result<(), ControlError>
 where
@@ -192,9 +203,33 @@ where
         opid: &opid_hex,
         epoch,
     };
-    let Some(lock) = lock_for(ctx, kind, opid, epoch, &ev, true).await? else {
+    let Some(lock) = lock_for(ctx, kind, opid, epoch, &ev, primary_only).await? else {
         return Ok(());
     };
+    ctx.log
+        .write(
+            Severity::Info,
+            &ev,
+            &format!("got command {kind}, opid {opid_hex}"),
+        )
+        .await;
+    // Test-only: stands for a long operation (lock tests, interrupted operations).
+    if !ctx.hold.is_zero() {
+        let kept = hold_lock(&lock, ctx.hold, cancel).await?;
+        if cancel.is_cancelled() {
+            let msg = format!(
+                "{} interrupted: the agent is shutting down",
+                kind.description()
+            );
+            ctx.log.write(Severity::Error, &ev, &msg).await;
+        }
+        if !kept || cancel.is_cancelled() {
+            if kept {
+                lock.release().await?;
+            }
+            return Ok(());
+        }
+    }
     let owned = OwnedEvent {
         event: kind.as_str(),
         obj: obj.to_string(),
@@ -218,6 +253,7 @@ pub async fn delete_backup(
     opid: OpId,
     epoch: Option<Timestamp>,
     cmd: &DeleteBackupCmd,
+    cancel: &CancellationToken,
 ) -> Result<(), ControlError> {
     let obj = if cmd.older_than > 0 {
         fmt_time(cmd.older_than)
@@ -232,6 +268,8 @@ pub async fn delete_backup(
         opid,
         epoch,
         &obj,
+        false,
+        cancel,
         |oev| async move {
             let ev = oev.ev();
             let cfg = super::heartbeat::Heartbeat::main_config(&c.node)
@@ -426,6 +464,7 @@ pub async fn delete_pitr(
     opid: OpId,
     epoch: Option<Timestamp>,
     cmd: &DeletePitrCmd,
+    cancel: &CancellationToken,
 ) -> Result<(), ControlError> {
     let obj = fmt_time(cmd.older_than);
     let c = ctx.clone();
@@ -439,6 +478,8 @@ pub async fn delete_pitr(
         opid,
         epoch,
         &obj,
+        false,
+        cancel,
         |oev| async move {
             let ev = oev.ev();
             c.log
@@ -466,6 +507,7 @@ pub async fn cleanup(
     opid: OpId,
     epoch: Option<Timestamp>,
     cmd: &CleanupCmd,
+    cancel: &CancellationToken,
 ) -> Result<(), ControlError> {
     let obj = fmt_time(i64::from(cmd.older_than.time));
     let c = ctx.clone();
@@ -476,6 +518,8 @@ pub async fn cleanup(
         opid,
         epoch,
         &obj,
+        false,
+        cancel,
         |oev| async move {
             let ev = oev.ev();
             c.log
@@ -504,6 +548,7 @@ pub async fn add_profile(
     opid: OpId,
     epoch: Option<Timestamp>,
     cmd: &ProfileCmd,
+    cancel: &CancellationToken,
 ) -> Result<(), ControlError> {
     let c = ctx.clone();
     let cmd = cmd.clone();
@@ -514,6 +559,8 @@ pub async fn add_profile(
         opid,
         epoch,
         &name,
+        true,
+        cancel,
         |oev| async move {
             let ev = oev.ev();
             let fail = |e: String| format!("failed to add config profile: {e}");
@@ -570,6 +617,7 @@ pub async fn remove_profile(
     opid: OpId,
     epoch: Option<Timestamp>,
     cmd: &ProfileCmd,
+    cancel: &CancellationToken,
 ) -> Result<(), ControlError> {
     let c = ctx.clone();
     let name = cmd.name.clone();
@@ -579,6 +627,8 @@ pub async fn remove_profile(
         opid,
         epoch,
         &cmd.name,
+        true,
+        cancel,
         |oev| async move {
             let ev = oev.ev();
             let fail = |e: String| format!("failed to remove config profile: {e}");

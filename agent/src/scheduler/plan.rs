@@ -298,10 +298,11 @@ pub fn cleanup_info(
         .into_iter()
         .partition(|c| key(c.end_ts) <= key(base_lw));
     let mut chunks = after.clone();
-    if single_timeline_covers(&after, base_lw.time, ts.time) {
-        backups.remove(base);
-        chunks = before;
-    } else if pitr.needs_base() && base_after(all, ts).is_none() {
+    // The base stays (with the chunks after it) when a restore to `ts` goes through
+    // it, or when it is the base the running PITR slicing will hang from.
+    if single_timeline_covers(&after, base_lw.time, ts.time)
+        || (pitr.needs_base() && base_after(all, ts).is_none())
+    {
         backups.remove(base);
         chunks = before;
     } else {
