@@ -587,3 +587,60 @@ async fn a_slot_during_another_operation_is_skipped_not_queued() {
     let name = done.get_str("last_backup").expect("name");
     assert!(meta(&c, name).await.is_some(), "{}", agent.log());
 }
+
+/// The PITR chunk index rebuilt from a storage the real PBM 2.15 wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_resync_indexes_the_pitr_chunks_pbm_wrote() {
+    let root = std::env::var("RBM_FIXTURES")
+        .unwrap_or_else(|_| format!("{}/../../shared/fixtures", env!("CARGO_MANIFEST_DIR")));
+    let src = format!("{root}/pbm-2.15/storage");
+    let store = tempfile::tempdir().expect("store");
+    let st = std::process::Command::new("cp")
+        .args([
+            "-r",
+            &format!("{src}/."),
+            &store.path().display().to_string(),
+        ])
+        .status()
+        .expect("cp");
+    assert!(st.success(), "copy {src}");
+    let server = MongoServer::start_named("secantus").await;
+    let c = client(&server).await;
+    set_config(&c, &rbm_e2e::fs_conf(store.path()), doc! {}).await;
+    let agent = Agent::start(&server, "n1:27017", "primary", &[]);
+    registered(&c, 1).await;
+    let (ok, out, err) = rbm(&server, &["config", "--force-resync", "-w"]);
+    assert!(ok, "{out}\n{err}\n{}", agent.log());
+    let chunks = find_all(&c, "pbmPITRChunks", doc! {}).await;
+    assert_eq!(chunks.len(), 1, "{chunks:?}");
+    let ch = &chunks[0];
+    let fname = "pbmPitr/secantus/20261126/20261126114113-4.20261126114220-9.oplog.s2";
+    assert_eq!(ch.get_str("fname").ok(), Some(fname));
+    assert_eq!(ch.get_str("rs").ok(), Some("secantus"));
+    assert_eq!(ch.get_str("compression").ok(), Some("s2"));
+    // 2026-11-26T11:41:13Z and 11:42:20Z.
+    assert_eq!(
+        ch.get_timestamp("start_ts").ok(),
+        Some(Timestamp {
+            time: 1_795_693_273,
+            increment: 4
+        })
+    );
+    assert_eq!(
+        ch.get_timestamp("end_ts").ok(),
+        Some(Timestamp {
+            time: 1_795_693_340,
+            increment: 9
+        })
+    );
+    let size = std::fs::metadata(store.path().join(fname))
+        .expect("chunk")
+        .len();
+    assert_eq!(ch.get_i64("size").ok(), Some(size as i64));
+    assert_eq!(
+        find_all(&c, "pbmBackups", doc! {"status": "done"})
+            .await
+            .len(),
+        2
+    );
+}
