@@ -269,6 +269,28 @@ async fn delete_pitr_and_cleanup_keep_what_a_restore_needs() {
     assert!(ok, "{out}\n{err}");
     assert!(meta(&c, &b1).await.is_some());
     assert_eq!(objects(&conf, "pbmPitr/").await.len(), 2);
+
+    // `delete-backup --older-than` the end of a newer backup: the older one goes, the
+    // newer (a full base at that time) stays, and no chunk is touched.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let b2 = backup(&server, &[]);
+    let lw2 = last_write(&meta(&c, &b2).await.expect("b2"));
+    let (ok, out, err) = rbm(
+        &server,
+        &[
+            "delete-backup",
+            "--older-than",
+            &rfc3339(lw2.time),
+            "--type",
+            "logical",
+            "-y",
+        ],
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(meta(&c, &b1).await.is_none());
+    assert!(objects(&conf, &format!("{b1}/")).await.is_empty());
+    assert!(meta(&c, &b2).await.is_some());
+    assert_eq!(objects(&conf, "pbmPitr/").await.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -642,5 +664,62 @@ async fn force_resync_indexes_the_pitr_chunks_pbm_wrote() {
             .await
             .len(),
         2
+    );
+}
+
+/// After downtime, the slots missed while no agent ran collapse into one run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_slots_after_downtime_run_once() {
+    let server = MongoServer::start().await;
+    let c = client(&server).await;
+    dataset(&c, 50).await;
+    let store = tempfile::tempdir().expect("store");
+    let conf = rbm_e2e::fs_conf(store.path());
+    let hourly = "0 0 * * * *";
+    set_config(
+        &c,
+        &conf,
+        doc! {"schedule": {"tasks": [{"name": "h", "schedule": hourly}]}},
+    )
+    .await;
+    // The state a scheduler left five hours ago.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let then = now - now % 3600 - 5 * 3600;
+    c.database("admin")
+        .collection::<Document>("rbmSchedule")
+        .insert_one(doc! {"_id": "task:h", "schedule": hourly, "since": then - 60, "last_fire": then, "last_status": "done", "last_result": "", "last_backup": "", "backups": []})
+        .await
+        .expect("state");
+    let agent = Agent::start(&server, "n1:27017", "primary", &[]);
+    registered(&c, 1).await;
+    let s = wait_for(Duration::from_secs(30), "the catch-up run", || async {
+        let s = find_all(&c, "rbmSchedule", doc! {"_id": "task:h"})
+            .await
+            .into_iter()
+            .next()?;
+        (s.get_str("last_status").ok() == Some("done")
+            && !s.get_str("last_backup").ok()?.is_empty())
+        .then_some(s)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let cmds = find_all(&c, "pbmCmd", doc! {"cmd": "backup"}).await;
+    assert_eq!(
+        cmds.len(),
+        1,
+        "one run for all the missed slots: {cmds:?}\n{}",
+        agent.log()
+    );
+    assert!(s.get_i64("last_fire").expect("last_fire") >= now);
+    let warned = find_all(&c, "pbmLog", doc! {"e": "schedule", "s": 2}).await;
+    assert!(
+        warned.iter().any(|w| w
+            .get_str("msg")
+            .unwrap_or_default()
+            .contains("earlier slot(s) passed")),
+        "{warned:?}"
     );
 }
