@@ -48,7 +48,18 @@ fn render(list: &[Config], out: OutputFormat, wrap: bool) -> Result<String, CliE
                 .collect();
             Ok(parts?.join("\n---\n"))
         }
-        _ => {
+        // Compact JSON keeps Go's field order (serde_json's map would sort the keys).
+        OutputFormat::Json => {
+            let items: Result<Vec<String>, CliError> =
+                list.iter().map(|p| Ok(p.to_masked_json()?)).collect();
+            let items = items?;
+            if wrap {
+                Ok(format!("{{\"profiles\":[{}]}}", items.join(",")))
+            } else {
+                Ok(items.into_iter().next().unwrap_or_default())
+            }
+        }
+        OutputFormat::JsonPretty => {
             let vals: Result<Vec<serde_json::Value>, CliError> = list
                 .iter()
                 .map(|p| {

@@ -56,7 +56,12 @@ pub async fn status(
     }
     // rbm's schedule (not PBM's): only shown when the config has tasks, so PBM's
     // output is unchanged otherwise.
-    let sched = super::schedule_status::tasks(conn, cfg.as_ref()).await?;
+    // Only in the full status: `-s` selects PBM's sections.
+    let sched = if sections.is_empty() {
+        super::schedule_status::tasks(conn, cfg.as_ref()).await?
+    } else {
+        Vec::new()
+    };
     if out != OutputFormat::Text {
         if sched.is_empty() {
             return out.json(&o);
