@@ -723,3 +723,58 @@ async fn missed_slots_after_downtime_run_once() {
         "{warned:?}"
     );
 }
+
+/// The scheduling agent dies: another takes the lead once its heartbeat is stale, and
+/// goes on firing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_scheduler_is_replaced_once_stale() {
+    let server = MongoServer::start().await;
+    let c = client(&server).await;
+    dataset(&c, 50).await;
+    let store = tempfile::tempdir().expect("store");
+    set_config(
+        &c,
+        &rbm_e2e::fs_conf(store.path()),
+        doc! {"schedule": {"tasks": [{"name": "t", "schedule": "*/5 * * * * *"}]}},
+    )
+    .await;
+    let mut a1 = Agent::start(&server, "n1:27017", "primary", &[]);
+    registered(&c, 1).await;
+    wait_for(Duration::from_secs(30), "a1 runs a backup", || async {
+        let s = find_all(&c, "rbmSchedule", doc! {"_id": "task:t"})
+            .await
+            .into_iter()
+            .next()?;
+        (s.get_str("last_status").ok() == Some("done")).then_some(())
+    })
+    .await;
+    let leader = find_all(&c, "rbmSchedule", doc! {"_id": "leader"}).await;
+    assert_eq!(leader[0].get_str("node").ok(), Some("secantus/n1:27017"));
+    let a2 = Agent::start(&server, "n2:27017", "secondary", &[]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        find_all(&c, "pbmLog", doc! {"e": "schedule", "node": "n2:27017"})
+            .await
+            .is_empty(),
+        "no second scheduler while the first lives"
+    );
+    a1.kill9();
+    wait_for(Duration::from_secs(90), "a2 schedules", || async {
+        find_all(
+            &c,
+            "pbmLog",
+            doc! {"e": "schedule", "node": "n2:27017", "msg": {"$regex": "^started backup"}},
+        )
+        .await
+        .into_iter()
+        .next()
+    })
+    .await;
+    let leader = find_all(&c, "rbmSchedule", doc! {"_id": "leader"}).await;
+    assert_eq!(
+        leader[0].get_str("node").ok(),
+        Some("secantus/n2:27017"),
+        "{}",
+        a2.log()
+    );
+}
