@@ -185,6 +185,20 @@ async fn delete_backup_keeps_the_pitr_base_and_refuses_a_running_backup() {
     // b1 is no base of anything any more: it goes, files first.
     let (ok, out, err) = rbm(&server, &["delete-backup", &b1, "-y"]);
     assert!(ok, "{out}\n{err}\n{}", agent.log());
+    // PBM's output: what goes, the wait, then the list.
+    assert!(
+        out.starts_with(&format!("Snapshots:\n - \"{b1}\" [size: ")),
+        "{out}"
+    );
+    assert!(out.contains("type: <logical>, restore time: "), "{out}");
+    assert!(
+        out.contains("Waiting for delete to be done ") && out.contains("[done]\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Backup snapshots:") && out.contains(&b2),
+        "{out}"
+    );
     assert!(meta(&c, &b1).await.is_none());
     assert!(objects(&conf, &format!("{b1}/")).await.is_empty());
     assert!(objects(&conf, &format!("{b1}.pbm.json")).await.is_empty());
@@ -252,6 +266,10 @@ async fn delete_pitr_and_cleanup_keep_what_a_restore_needs() {
         &["delete-pitr", "--older-than", &rfc3339(lw.time), "-y"],
     );
     assert!(ok, "{out}\n{err}");
+    assert!(
+        out.starts_with(&format!("PITR chunks (by replset name):\n {rs}:\n - ")),
+        "{out}"
+    );
     let mut left = objects(&conf, "pbmPitr/").await;
     left.sort();
     let mut want = vec![c1.clone(), c2.clone()];
@@ -267,6 +285,7 @@ async fn delete_pitr_and_cleanup_keep_what_a_restore_needs() {
         &["cleanup", "--older-than", &rfc3339(lw.time + 1), "-y"],
     );
     assert!(ok, "{out}\n{err}");
+    assert_eq!(out.trim(), "nothing to delete");
     assert!(meta(&c, &b1).await.is_some());
     assert_eq!(objects(&conf, "pbmPitr/").await.len(), 2);
 

@@ -647,13 +647,14 @@ async fn cluster_command(
             if let Some(t) = &older_than {
                 ops::parse_older_than(t)?;
             }
-            ops::delete_backup(
+            rbm_agent::cli::delete::delete_backup(
                 &conn().await?,
                 name.as_deref(),
                 older_than.as_deref(),
                 kind.as_deref(),
                 yes,
                 out,
+                &mut stdout,
             )
             .await?
         }
@@ -666,13 +667,22 @@ async fn cluster_command(
             if let Some(t) = &older_than {
                 ops::parse_older_than(t)?;
             }
-            ops::delete_pitr(&conn().await?, older_than.as_deref(), all, yes, out).await?
+            rbm_agent::cli::delete::delete_pitr(
+                &conn().await?,
+                older_than.as_deref(),
+                all,
+                yes,
+                out,
+                &mut stdout,
+            )
+            .await?
         }
         Command::Cleanup {
             older_than, yes, ..
         } => {
             ops::parse_older_than(&older_than)?;
-            ops::cleanup(&conn().await?, &older_than, yes, out).await?
+            rbm_agent::cli::delete::cleanup(&conn().await?, &older_than, yes, out, &mut stdout)
+                .await?
         }
         Command::Profile { what } => {
             use rbm_agent::cli::profile;

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod conn;
+pub mod delete;
 pub mod describe;
 pub mod error;
 mod goyaml;
