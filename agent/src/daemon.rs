@@ -108,6 +108,8 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
         log.clone(),
         shutdown.clone(),
     ));
+    // Outside `tasks` too: it holds no lock across a shutdown.
+    let scheduler = tokio::spawn(crate::scheduler::run(ctx.clone(), shutdown.clone()));
     tasks.spawn(intake::run(ctx, settings.poll_interval, shutdown.clone()));
     let hb_cancel = CancellationToken::new();
     {
@@ -142,6 +144,9 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
             intake_done = true;
             hb_cancel.cancel();
         }
+    }
+    if let Err(e) = scheduler.await {
+        tracing::error!("the scheduler failed: {e}");
     }
     if let Err(e) = watchdog.await {
         tracing::error!("the stuck-backup watchdog failed: {e}");

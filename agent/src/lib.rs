@@ -11,6 +11,7 @@ pub mod pitr;
 pub mod progress;
 pub mod restore;
 pub mod sample;
+pub mod scheduler;
 pub mod speed_test;
 pub mod testserver;
 

@@ -63,7 +63,7 @@ async fn racing_agents_one_winner() {
     assert!(failed[0]
         .get_str("msg")
         .expect("msg")
-        .contains("not available in this rbm build"));
+        .contains("no storage is configured"));
     drop(agents);
 }
 

@@ -135,6 +135,12 @@ enum Command {
         #[arg(short = 'w', long = "wait")]
         wait: bool,
     },
+    /// Storage profiles: list, show, add, remove, sync.
+    #[command(subcommand_required = false)]
+    Profile {
+        #[command(subcommand)]
+        what: Option<ProfileCmd>,
+    },
     /// Replay the oplog from PITR chunks between two times.
     OplogReplay {
         /// YYYY-MM-DDTHH:MM:SS (UTC).
@@ -146,6 +152,54 @@ enum Command {
         /// Wait for the replay to finish.
         #[arg(short = 'w', long = "wait")]
         wait: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ProfileCmd {
+    /// List configuration profiles.
+    List,
+    /// Show a configuration profile.
+    Show { name: String },
+    /// Save a configuration profile (its storage section) from a YAML file.
+    Add {
+        name: String,
+        file: PathBuf,
+        /// Sync the backup list from the profile's storage.
+        #[arg(long)]
+        sync: bool,
+        /// Wait for the sync to finish.
+        #[arg(short = 'w', long = "wait")]
+        wait: bool,
+        /// Longest wait (Go duration, e.g. 10m).
+        #[arg(long = "wait-time")]
+        wait_time: Option<String>,
+    },
+    /// Remove a configuration profile.
+    Remove {
+        name: String,
+        /// Wait for the agents to finish.
+        #[arg(short = 'w', long = "wait")]
+        wait: bool,
+        /// Longest wait (Go duration, e.g. 10m).
+        #[arg(long = "wait-time")]
+        wait_time: Option<String>,
+    },
+    /// Sync the backup list from a profile's storage.
+    Sync {
+        name: Option<String>,
+        /// All profiles.
+        #[arg(long)]
+        all: bool,
+        /// Clear the profile's backup list instead.
+        #[arg(long)]
+        clear: bool,
+        /// Wait for the agents to finish.
+        #[arg(short = 'w', long = "wait")]
+        wait: bool,
+        /// Longest wait (Go duration, e.g. 10m).
+        #[arg(long = "wait-time")]
+        wait_time: Option<String>,
     },
 }
 
@@ -463,7 +517,9 @@ async fn cluster_command(
                     CliError::InvalidArgument(format!("read config file {}: {e}", f.display()))
                 })?;
                 // Validated before connecting: a bad file never reaches the cluster.
-                rbm_protocol::Config::from_yaml(&yaml)?;
+                let parsed = rbm_protocol::Config::from_yaml(&yaml)?;
+                rbm_agent::scheduler::validate(&parsed)
+                    .map_err(|e| CliError::InvalidArgument(format!("invalid config: {e}")))?;
                 config::set_file(&conn().await?, &yaml, a.wait, wt, out).await?
             } else if !a.set.is_empty() {
                 config::set_vars(&conn().await?, &a.set, out).await?
@@ -591,13 +647,14 @@ async fn cluster_command(
             if let Some(t) = &older_than {
                 ops::parse_older_than(t)?;
             }
-            ops::delete_backup(
+            rbm_agent::cli::delete::delete_backup(
                 &conn().await?,
                 name.as_deref(),
                 older_than.as_deref(),
                 kind.as_deref(),
                 yes,
                 out,
+                &mut stdout,
             )
             .await?
         }
@@ -610,13 +667,64 @@ async fn cluster_command(
             if let Some(t) = &older_than {
                 ops::parse_older_than(t)?;
             }
-            ops::delete_pitr(&conn().await?, older_than.as_deref(), all, yes, out).await?
+            rbm_agent::cli::delete::delete_pitr(
+                &conn().await?,
+                older_than.as_deref(),
+                all,
+                yes,
+                out,
+                &mut stdout,
+            )
+            .await?
         }
         Command::Cleanup {
             older_than, yes, ..
         } => {
             ops::parse_older_than(&older_than)?;
-            ops::cleanup(&conn().await?, &older_than, yes, out).await?
+            rbm_agent::cli::delete::cleanup(&conn().await?, &older_than, yes, out, &mut stdout)
+                .await?
+        }
+        Command::Profile { what } => {
+            use rbm_agent::cli::profile;
+            match what.unwrap_or(ProfileCmd::List) {
+                ProfileCmd::List => profile::list(&conn().await?, out).await?,
+                ProfileCmd::Show { name } => profile::show(&conn().await?, &name, out).await?,
+                ProfileCmd::Add {
+                    name,
+                    file,
+                    sync,
+                    wait,
+                    wait_time: wt,
+                } => {
+                    let wt = wait_time(wt.as_deref())?;
+                    let yaml = std::fs::read_to_string(&file).map_err(|e| {
+                        CliError::InvalidArgument(format!(
+                            "open config file {}: {e}",
+                            file.display()
+                        ))
+                    })?;
+                    profile::add(&conn().await?, &name, &yaml, sync, wait, wt, out).await?
+                }
+                ProfileCmd::Remove {
+                    name,
+                    wait,
+                    wait_time: wt,
+                } => {
+                    let wt = wait_time(wt.as_deref())?;
+                    profile::remove(&conn().await?, &name, wait, wt, out).await?
+                }
+                ProfileCmd::Sync {
+                    name,
+                    all,
+                    clear,
+                    wait,
+                    wait_time: wt,
+                } => {
+                    let wt = wait_time(wt.as_deref())?;
+                    profile::sync(&conn().await?, name.as_deref(), all, clear, wait, wt, out)
+                        .await?
+                }
+            }
         }
         Command::OplogReplay { start, end, wait } => {
             ops::parse_datetime("--start", &start)?;

@@ -5,12 +5,15 @@
 
 pub mod config;
 pub mod conn;
+pub mod delete;
 pub mod describe;
 pub mod error;
 mod goyaml;
 pub mod list;
 pub mod logs;
 pub mod ops;
+pub mod profile;
+pub mod schedule_status;
 pub mod status;
 pub mod text;
 pub mod verify;

@@ -7,10 +7,7 @@ use super::error::CliError;
 use super::OutputFormat;
 use bson::oid::ObjectId;
 use bson::{doc, Document, Timestamp};
-use rbm_protocol::command::{
-    BackupCmd, CleanupCmd, Command, CommandDoc, DeleteBackupCmd, DeletePitrCmd, ReplayCmd,
-    RestoreCmd,
-};
+use rbm_protocol::command::{BackupCmd, Command, CommandDoc, ReplayCmd, RestoreCmd};
 use rbm_protocol::defs::{self, BackupType, Status};
 use rbm_protocol::lock::LockData;
 use rbm_protocol::meta::{BackupMeta, LogEntry, RestoreMeta};
@@ -834,130 +831,6 @@ pub fn confirm(question: &str, yes: bool) -> Result<(), CliError> {
             "aborted: not confirmed (pass -y/--yes to skip the question)".into(),
         )),
     }
-}
-
-/// `rbm delete-backup`.
-///
-/// # Errors
-/// Flag errors, a concurrent operation, no agent, the agent's error.
-pub async fn delete_backup(
-    conn: &Conn,
-    name: Option<&str>,
-    older_than: Option<&str>,
-    kind: Option<&str>,
-    yes: bool,
-    out: OutputFormat,
-) -> Result<String, CliError> {
-    let kind = kind
-        .map(|k| {
-            k.parse::<BackupType>().map_err(|_| {
-                CliError::InvalidArgument(format!(
-                    "invalid --type {k:?}: expected logical, physical, incremental or external"
-                ))
-            })
-        })
-        .transpose()?;
-    let (backup, older) = match (name, older_than) {
-        (Some(n), None) => {
-            get_backup(conn, n)
-                .await?
-                .ok_or_else(|| CliError::NotFound(format!("backup '{n}' not found")))?;
-            (n.to_string(), 0)
-        }
-        (None, Some(t)) => (String::new(), parse_older_than(t)?),
-        _ => {
-            return Err(CliError::InvalidArgument(
-                "give either a backup name or --older-than".into(),
-            ))
-        }
-    };
-    let what = if backup.is_empty() {
-        format!(
-            "delete backups older than {}",
-            super::text::fmt_rfc3339(older)
-        )
-    } else {
-        format!("delete backup '{backup}'")
-    };
-    confirm(&format!("Are you sure you want to {what}?"), yes)?;
-    check_for_another_operation(conn).await?;
-    let opid = send_command(
-        conn,
-        Command::DeleteBackup(DeleteBackupCmd {
-            backup,
-            older_than: older,
-            kind,
-            profile: String::new(),
-        }),
-    )
-    .await?;
-    wait_for_op(conn, opid, &what, None).await?;
-    out.msg("Backup(s) deleted")
-}
-
-/// `rbm delete-pitr`.
-///
-/// # Errors
-/// As [`delete_backup`].
-pub async fn delete_pitr(
-    conn: &Conn,
-    older_than: Option<&str>,
-    all: bool,
-    yes: bool,
-    out: OutputFormat,
-) -> Result<String, CliError> {
-    let older = match (older_than, all) {
-        (Some(t), false) => parse_older_than(t)?,
-        (None, true) => now_unix().0,
-        _ => {
-            return Err(CliError::InvalidArgument(
-                "give either --older-than or --all".into(),
-            ))
-        }
-    };
-    confirm("Are you sure you want to delete chunks?", yes)?;
-    check_for_another_operation(conn).await?;
-    let opid = send_command(
-        conn,
-        Command::DeletePitr(DeletePitrCmd { older_than: older }),
-    )
-    .await?;
-    wait_for_op(conn, opid, "delete PITR chunks", None).await?;
-    out.msg("PITR chunks deleted")
-}
-
-/// `rbm cleanup`.
-///
-/// # Errors
-/// As [`delete_backup`].
-pub async fn cleanup(
-    conn: &Conn,
-    older_than: &str,
-    yes: bool,
-    out: OutputFormat,
-) -> Result<String, CliError> {
-    let t = parse_older_than(older_than)?;
-    confirm(
-        &format!(
-            "Are you sure you want to delete backups and PITR chunks older than {}?",
-            super::text::fmt_rfc3339(t)
-        ),
-        yes,
-    )?;
-    check_for_another_operation(conn).await?;
-    let opid = send_command(
-        conn,
-        Command::Cleanup(CleanupCmd {
-            older_than: Timestamp {
-                time: u32::try_from(t).unwrap_or(0),
-                increment: 0,
-            },
-            profile: String::new(),
-        }),
-    )
-    .await?;
-    wait_for_op(conn, opid, "cleanup", None).await?;
-    out.msg("Cleanup done")
 }
 
 /// `rbm oplog-replay`.

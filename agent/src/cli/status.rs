@@ -54,8 +54,22 @@ pub async fn status(
             None => None,
         };
     }
+    // rbm's schedule (not PBM's): only shown when the config has tasks, so PBM's
+    // output is unchanged otherwise.
+    // Only in the full status: `-s` selects PBM's sections.
+    let sched = if sections.is_empty() {
+        super::schedule_status::tasks(conn, cfg.as_ref()).await?
+    } else {
+        Vec::new()
+    };
     if out != OutputFormat::Text {
-        return out.json(&o);
+        if sched.is_empty() {
+            return out.json(&o);
+        }
+        return out.json(&super::schedule_status::WithSchedule {
+            status: &o,
+            schedule: &sched,
+        });
     }
     let mut s = String::new();
     let head = |s: &mut String, name: &str| {
@@ -92,6 +106,11 @@ pub async fn status(
         for p in &r.progress {
             s.push_str(&format!("  {}\n", crate::progress::cli::line(p)));
         }
+        s.push('\n');
+    }
+    if !sched.is_empty() {
+        head(&mut s, "Schedule");
+        s.push_str(&super::schedule_status::text(&sched));
         s.push('\n');
     }
     if want("backups") {

@@ -3,12 +3,14 @@
 
 pub mod heartbeat;
 pub mod intake;
+pub mod lifecycle_op;
 pub mod lock;
 pub mod nominate;
 pub mod ops;
 pub mod pbmlog;
 pub mod restore_op;
 pub mod resync;
+pub mod resync_profile;
 pub mod setup;
 
 use crate::node::NodeError;

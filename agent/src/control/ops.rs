@@ -75,7 +75,20 @@ pub async fn handle(ctx: OpContext, cmd: CommandDoc, cancel: CancellationToken) 
             Ok(())
         }
         Command::Restore(r) => super::restore_op::run(&ctx, opid, epoch, r, &cancel).await,
-        Command::Resync(_) => super::resync::run(&ctx, opid, epoch).await,
+        Command::Resync(r) => super::resync::run(&ctx, opid, epoch, r.as_ref()).await,
+        Command::DeleteBackup(d) => {
+            super::lifecycle_op::delete_backup(&ctx, opid, epoch, d, &cancel).await
+        }
+        Command::DeletePitr(d) => {
+            super::lifecycle_op::delete_pitr(&ctx, opid, epoch, d, &cancel).await
+        }
+        Command::Cleanup(d) => super::lifecycle_op::cleanup(&ctx, opid, epoch, d, &cancel).await,
+        Command::AddConfigProfile(p) => {
+            super::lifecycle_op::add_profile(&ctx, opid, epoch, p, &cancel).await
+        }
+        Command::RemoveConfigProfile(p) => {
+            super::lifecycle_op::remove_profile(&ctx, opid, epoch, p, &cancel).await
+        }
         Command::CancelBackup => {
             let ev = Event {
                 event: "cancelBackup",
@@ -135,7 +148,7 @@ pub(super) fn header(
 }
 
 /// Beats the lock every 5 s until `until` ends or the lock is lost; `Ok(false)` if lost.
-async fn hold_lock(
+pub(super) async fn hold_lock(
     lock: &HeldLock,
     dur: Duration,
     cancel: &CancellationToken,
@@ -155,7 +168,7 @@ async fn hold_lock(
 }
 
 /// The operation of a stale lock died with its holder: say so, and fail its backup meta.
-async fn fail_dead_op(ctx: &OpContext, old: &LockData) {
+pub(super) async fn fail_dead_op(ctx: &OpContext, old: &LockData) {
     let kind = old.kind.map(|k| k.as_str()).unwrap_or("");
     let msg = format!(
         "took over the stale lock of {kind} operation {} held by {} (last heartbeat at cluster time {})",

@@ -1,7 +1,8 @@
 //! The `resync` command: rebuild `pbmBackups` from the `<name>.pbm.json` files on the
-//! configured storage (PBM's `SyncBackupList`), so backups written elsewhere — by PBM or
-//! by another cluster — can be listed and restored. PITR chunk metadata is not synced by
-//! this build.
+//! configured storage (PBM's `SyncBackupList`) and `pbmPITRChunks` from the `pbmPitr/`
+//! objects (PBM's `resyncOplogRange`), so backups written elsewhere — by PBM or by
+//! another cluster — can be listed and restored. With a profile name (`rbm profile
+//! sync`), the profile's backups are synced or, with `clear`, dropped from the list.
 
 use super::lock::{acquire_for_op, LockKind, OpLock};
 use super::ops::{header, OpContext};
@@ -23,6 +24,7 @@ pub async fn run(
     ctx: &OpContext,
     opid: OpId,
     epoch: Option<Timestamp>,
+    cmd: Option<&rbm_protocol::command::ResyncCmd>,
 ) -> Result<(), ControlError> {
     if ctx.node.hello().await?.0 != NodeRole::Primary {
         return Ok(());
@@ -49,7 +51,12 @@ pub async fn run(
         }
         OpLock::SameOp(_) | OpLock::AlreadyRan => return Ok(()),
     };
-    let r = sync(ctx).await;
+    let r = match cmd {
+        Some(c) if !c.name.is_empty() || c.all => {
+            super::resync_profile::run(ctx, &ev, c).await.map(|_| 0)
+        }
+        _ => sync(ctx, &ev).await,
+    };
     match &r {
         Ok(n) => {
             ctx.log
@@ -69,7 +76,7 @@ pub async fn run(
     lock.release().await
 }
 
-async fn sync(ctx: &OpContext) -> Result<usize, String> {
+async fn sync(ctx: &OpContext, ev: &Event<'_>) -> Result<usize, String> {
     let config = super::heartbeat::Heartbeat::main_config(&ctx.node)
         .await
         .map_err(|e| e.to_string())?
@@ -103,6 +110,13 @@ async fn sync(ctx: &OpContext) -> Result<usize, String> {
             };
         let mut meta: BackupMeta = meta;
         meta.id = None;
+        // As PBM: the backup is read through the storage it was found on, whatever
+        // storage the writing cluster had.
+        meta.store = rbm_protocol::meta::backup::BackupStorage {
+            name: String::new(),
+            is_profile: false,
+            storage: config.storage.clone(),
+        };
         let d = bson::serialize_to_document(&meta).map_err(|e| e.to_string())?;
         coll.replace_one(doc! {"name": &meta.name}, d)
             .upsert(true)
@@ -112,7 +126,7 @@ async fn sync(ctx: &OpContext) -> Result<usize, String> {
     }
     // Backups no longer on the storage leave the list, unless one is being taken.
     let stale: Vec<Document> = coll
-        .find(doc! {"name": {"$nin": &found}, "status": {"$in": ["done", "error", "canceled"]}})
+        .find(doc! {"name": {"$nin": &found}, "status": {"$in": ["done", "error", "canceled"]}, "store.profile": {"$ne": true}})
         .await
         .map_err(|e| e.to_string())?
         .try_collect()
@@ -124,6 +138,15 @@ async fn sync(ctx: &OpContext) -> Result<usize, String> {
                 .await
                 .map_err(|e| e.to_string())?;
         }
+    }
+    if let Err(e) = super::resync_profile::sync_chunks(ctx, storage.as_ref()).await {
+        ctx.log
+            .write(
+                Severity::Error,
+                ev,
+                &format!("failed sync oplog range: {e}"),
+            )
+            .await;
     }
     Ok(found.len())
 }

@@ -2,7 +2,10 @@
 //! `pbm/config/config.go`): storage, PITR, backup and restore sections plus the
 //! config epoch, and the storage-profile documents that share the collection.
 
+mod schedule;
 mod storage;
+
+pub use schedule::{parse_age, ScheduleConf, ScheduleTask};
 
 pub use storage::{
     AzureConf, AzureCredentials, FilesystemConf, GoDuration, Retryer, S3Conf, S3Credentials,
@@ -58,6 +61,9 @@ pub struct Config {
     pub backup: Option<BackupConf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<RestoreConf>,
+    /// rbm's backup schedule (not PBM's; PBM ignores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleConf>,
     /// Cluster time of the last config change; operations carry the epoch they
     /// started under. Set by whoever writes the document, never by YAML.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -510,6 +516,9 @@ impl Config {
                     format!("{} is not a number of minutes", b.oplog_span_min),
                 ));
             }
+        }
+        if let Some(s) = &self.schedule {
+            s.validate()?;
         }
         if let Some(r) = &self.restore {
             check_index_commit_quorum(&r.index_commit_quorum)?;
