@@ -75,6 +75,7 @@ pub async fn handle(ctx: OpContext, cmd: CommandDoc, cancel: CancellationToken) 
             Ok(())
         }
         Command::Restore(r) => super::restore_op::run(&ctx, opid, epoch, r, &cancel).await,
+        Command::Replay(r) => crate::pitr::restore_replay::run(&ctx, opid, epoch, r, &cancel).await,
         Command::Resync(_) => super::resync::run(&ctx, opid, epoch).await,
         Command::CancelBackup => {
             let ev = Event {
@@ -117,7 +118,7 @@ fn obj_name(c: &Command) -> String {
     }
 }
 
-pub(super) fn header(
+pub(crate) fn header(
     ctx: &OpContext,
     kind: CommandKind,
     opid: OpId,
