@@ -614,7 +614,10 @@ pub async fn restore(
     if text {
         match &args.time {
             Some(t) => {
-                let _ = write!(progress, "Starting restore {name} to point-in-time {t}");
+                let _ = write!(
+                    progress,
+                    "Starting restore {name} to point-in-time {t} from '{backup_name}'"
+                );
             }
             None => {
                 let _ = write!(progress, "Starting restore {name} from '{backup_name}'");

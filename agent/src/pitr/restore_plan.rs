@@ -35,11 +35,17 @@ pub enum PlanError {
     NotCovered {
         what: String,
         #[source]
-        source: TimelineError,
+        source: Box<TimelineError>,
         ranges: String,
     },
     #[error(transparent)]
-    Chunks(#[from] TimelineError),
+    Chunks(#[from] Box<TimelineError>),
+}
+
+impl From<TimelineError> for PlanError {
+    fn from(e: TimelineError) -> Self {
+        PlanError::Chunks(Box::new(e))
+    }
 }
 
 impl From<PlanError> for crate::cli::CliError {
@@ -47,13 +53,12 @@ impl From<PlanError> for crate::cli::CliError {
         use crate::cli::CliError;
         match e {
             PlanError::Db(source) => CliError::mongo("read the backups and PITR chunks", &source),
-            PlanError::Chunks(TimelineError::Db(source)) => {
-                CliError::mongo("read admin.pbmPITRChunks", &source)
-            }
+            PlanError::Chunks(t) => match *t {
+                TimelineError::Db(source) => CliError::mongo("read admin.pbmPITRChunks", &source),
+                other => CliError::BadDocument(other.to_string()),
+            },
             PlanError::BaseNotFound(_) => CliError::NotFound(e.to_string()),
-            PlanError::BadDocument(_) | PlanError::Chunks(_) => {
-                CliError::BadDocument(e.to_string())
-            }
+            PlanError::BadDocument(_) => CliError::BadDocument(e.to_string()),
             _ => CliError::InvalidArgument(e.to_string()),
         }
     }
@@ -139,7 +144,7 @@ pub fn chains(
             Err(e) => {
                 return Err(PlanError::NotCovered {
                     what: what.to_string(),
-                    source: e,
+                    source: Box::new(e),
                     ranges: ranges_text(chunks, replsets),
                 })
             }
