@@ -16,7 +16,8 @@
 # A second rbm row runs on a plain SecantusDB, where rbm applies entries as ordinary
 # commands (no applyOps there).
 #
-# Usage: bench/pitr_replay.sh     (RBM_BENCH_ENTRIES=100000, PBM_BIN=/tmp/pbm-bin)
+# Usage: bench/pitr_replay.sh     (RBM_BENCH_ENTRIES=100000, PBM_BIN=/tmp/pbm-bin,
+#                                  RBM_BENCH_PROFILE=release|dev)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo >/dev/null 2>&1 || export PATH="$HOME/.cargo/bin:$PATH"
@@ -32,8 +33,14 @@ CLUSTER_DIR="$(mktemp -d /tmp/rbm-bench-pitr.XXXXXX)"
 source scripts/lib/cluster.sh
 trap 'cluster_stop; rm -rf "$CLUSTER_DIR"' EXIT
 
-cargo build --release --quiet -p rbm-agent --bins
-bin="$CARGO_TARGET_DIR/release"
+# RBM_BENCH_PROFILE=dev measures the (lightly optimised) dev build instead of release.
+if [[ "${RBM_BENCH_PROFILE:-release}" == dev ]]; then
+    cargo build --quiet -p rbm-agent --bins
+    bin="$CARGO_TARGET_DIR/debug"
+else
+    cargo build --release --quiet -p rbm-agent --bins
+    bin="$CARGO_TARGET_DIR/release"
+fi
 py="$RBM_CACHE/venv/bin/python"
 
 # gen_chunk STORAGE: writes the chunk under STORAGE/pbmPitr/..., prints
@@ -191,7 +198,7 @@ cluster_log "rbm oplog-replay (plain server, commands)..."
 replay_with "rbm (plain SecantusDB, commands)" "$bin/rbm" "$AGENT_PID"
 
 echo
-echo "Oplog replay of one uncompressed PITR chunk: $entries entries ($size B), $expected documents left"
+echo "Oplog replay of one uncompressed PITR chunk: $entries entries ($size B), $expected documents left; rbm build: ${RBM_BENCH_PROFILE:-release}"
 echo "| tool | wall s | entries/s | agent CPU s | agent peak RSS MB | docs after |"
 echo "|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"

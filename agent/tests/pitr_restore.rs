@@ -61,6 +61,32 @@ async fn insert_chunk(c: &Client, chunk: &PitrChunk) {
         .expect("insert chunk");
 }
 
+/// Until the resync that `rbm config` started has released its lock.
+async fn wait_unlocked(c: &Client) {
+    wait_for(
+        Duration::from_secs(60),
+        "the resync done, no lock held",
+        || {
+            let c = c.clone();
+            async move {
+                let admin = c.database("admin");
+                let done = admin
+                    .collection::<Document>("pbmLog")
+                    .count_documents(doc! {"msg": {"$regex": "^resync done"}})
+                    .await
+                    .ok()?;
+                let locks = admin
+                    .collection::<Document>("pbmLock")
+                    .count_documents(doc! {})
+                    .await
+                    .ok()?;
+                (done > 0 && locks == 0).then_some(())
+            }
+        },
+    )
+    .await;
+}
+
 fn json(r: &Run) -> Value {
     serde_json::from_str(&r.stdout)
         .unwrap_or_else(|e| panic!("json output ({e}): {} {}", r.stdout, r.stderr))
@@ -164,6 +190,7 @@ async fn legacy_chunks_replay_through_oplog_replay() {
         .status();
     configure(&server, dir.path()).await;
     let c = client(&server).await;
+    wait_unlocked(&c).await;
     assert_eq!(
         index_chunks_on_storage(&c, dir.path(), Some("rs1")).await,
         2
@@ -310,6 +337,7 @@ async fn restore_to_seconds_between_writes_and_refusals_leave_data_untouched() {
     std::fs::create_dir_all(&storage).expect("mkdir");
     configure(&server, &storage).await;
     let c = client(&server).await;
+    wait_unlocked(&c).await;
     let direct = Client::with_uri_str(server.direct_uri())
         .await
         .expect("direct");

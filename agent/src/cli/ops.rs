@@ -681,6 +681,9 @@ pub async fn restore(
         OutputFormat::Text => Ok(format!(
             "Restore of the snapshot from '{backup_name}' has started.\nCheck restore status with: rbm describe-restore {name}"
         )),
+        // PBM's restoreRet: `snapshot` is the positional backup name, empty (omitted)
+        // for a restore to a time.
+        _ if args.time.is_some() => out.json(&serde_json::json!({"name": name})),
         _ => out.json(&serde_json::json!({"name": name, "snapshot": backup_name})),
     }
 }
