@@ -202,3 +202,6 @@ echo "Oplog replay of one uncompressed PITR chunk: $entries entries ($size B), $
 echo "| tool | wall s | entries/s | agent CPU s | agent peak RSS MB | docs after |"
 echo "|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
+echo "(The plain-server row is bound by SecantusDB: every replayed write there appends to its"
+echo " capped oplog, which it maintains linearly; the shim's applyOps does not. Agent CPU shows"
+echo " the agent's own share.)"
