@@ -14,47 +14,38 @@ use rbm_protocol::meta::{BackupMeta, PitrChunk, RestoreMeta};
 use std::collections::BTreeMap;
 
 /// PITR chunks of one replica set as continuous timelines with their stored size
-/// (PBM's `PITRGetValidTimelines`): a gap between chunks ends a timeline.
+/// (PBM's `PITRGetValidTimelines`; see [`crate::pitr::timeline`]).
 pub fn timelines(chunks: &[PitrChunk]) -> (Vec<Timeline>, i64) {
-    let mut sorted: Vec<&PitrChunk> = chunks.iter().collect();
-    sorted.sort_by_key(|c| (c.start_ts.time, c.start_ts.increment));
-    let mut out: Vec<Timeline> = Vec::new();
-    let mut size = 0;
-    let mut prev_end: Option<Timestamp> = None;
-    for c in sorted {
-        size += c.size;
-        match (out.last_mut(), prev_end) {
-            (Some(t), Some(end)) if end == c.start_ts => t.end = c.end_ts.time,
-            _ => out.push(Timeline {
-                start: c.start_ts.time,
-                end: c.end_ts.time,
-            }),
-        }
-        prev_end = Some(c.end_ts);
+    let t = crate::pitr::timeline::rs_timelines(chunks);
+    let size = t.iter().map(|t| t.size).sum();
+    (t.iter().map(cli_timeline).collect(), size)
+}
+
+fn cli_timeline(t: &crate::pitr::timeline::Timeline) -> Timeline {
+    Timeline {
+        start: t.start,
+        end: t.end,
     }
-    (out, size)
 }
 
 /// PBM's `MergeTimelines`: the spans covered by every replica set.
 pub fn merge_timelines(per_rs: &[Vec<Timeline>]) -> Vec<Timeline> {
-    let mut iter = per_rs.iter();
-    let Some(first) = iter.next() else {
-        return Vec::new();
-    };
-    let mut acc = first.clone();
-    for other in iter {
-        let mut next = Vec::new();
-        for a in &acc {
-            for b in other {
-                let (s, e) = (a.start.max(b.start), a.end.min(b.end));
-                if s < e {
-                    next.push(Timeline { start: s, end: e });
-                }
-            }
-        }
-        acc = next;
-    }
-    acc
+    let per_rs: Vec<Vec<crate::pitr::timeline::Timeline>> = per_rs
+        .iter()
+        .map(|v| {
+            v.iter()
+                .map(|t| crate::pitr::timeline::Timeline {
+                    start: t.start,
+                    end: t.end,
+                    size: 0,
+                })
+                .collect()
+        })
+        .collect();
+    crate::pitr::timeline::merge(&per_rs)
+        .iter()
+        .map(cli_timeline)
+        .collect()
 }
 
 /// PBM's `isValidBaseSnapshot`, without the version-compatibility cases.
@@ -92,6 +83,27 @@ pub async fn pitr_ranges(
     conn: &Conn,
     backups: &[BackupMeta],
 ) -> Result<(Vec<PitrRange>, BTreeMap<String, Vec<PitrRange>>, i64), CliError> {
+    pitr_ranges_as(conn, backups, BaseRule::Status, 0).await
+}
+
+/// How `list` and `status` find the base snapshot of a merged timeline: they differ
+/// in PBM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BaseRule {
+    /// `status` (`getPITRranges`): the earliest-ending base whose snapshot overlaps the
+    /// timeline.
+    Status,
+    /// `list` (`getBaseSnapshotLastWrite`): the first base (by start) whose last write
+    /// is at or after the timeline's start, wherever it ends.
+    List,
+}
+
+async fn pitr_ranges_as(
+    conn: &Conn,
+    backups: &[BackupMeta],
+    rule: BaseRule,
+    size_limit: usize,
+) -> Result<(Vec<PitrRange>, BTreeMap<String, Vec<PitrRange>>, i64), CliError> {
     let chunks: Vec<PitrChunk> =
         super::find_all(conn, defs::PITR_CHUNKS_COLLECTION, doc! {}, None).await?;
     let mut by_rs: BTreeMap<String, Vec<PitrChunk>> = BTreeMap::new();
@@ -100,19 +112,28 @@ pub async fn pitr_ranges(
     }
     let mut bases: Vec<&BackupMeta> = backups.iter().filter(|b| is_base(b)).collect();
     bases.sort_by_key(|b| (b.last_write_ts.time, b.last_write_ts.increment));
+    let mut by_start: Vec<&BackupMeta> = bases.clone();
+    by_start.sort_by_key(|b| b.start_ts);
     let split = |tl: Timeline| {
-        let base = bases
-            .iter()
-            .find(|b| b.last_write_ts.time >= tl.start && b.first_write_ts.time <= tl.end)
-            .map(|b| b.last_write_ts);
+        let base = match rule {
+            BaseRule::Status => bases
+                .iter()
+                .find(|b| b.last_write_ts.time >= tl.start && b.first_write_ts.time <= tl.end),
+            BaseRule::List => by_start.iter().find(|b| b.last_write_ts.time >= tl.start),
+        }
+        .map(|b| b.last_write_ts);
         split_by_base(base, tl)
     };
     let mut size = 0;
     let mut per_rs = Vec::new();
     let mut rs_ranges = BTreeMap::new();
     for (rs, c) in &by_rs {
-        let (tls, s) = timelines(c);
+        let (mut tls, s) = timelines(c);
         size += s;
+        // `list --size N` keeps each replica set's last N timelines.
+        if size_limit > 0 && tls.len() > size_limit {
+            tls.drain(..tls.len() - size_limit);
+        }
         // PBM lists each replica set's timelines whole, not split by base snapshot.
         rs_ranges.insert(
             rs.clone(),
@@ -219,10 +240,13 @@ pub async fn list(conn: &Conn, args: &ListArgs, out: OutputFormat) -> Result<Str
         .await?
         .and_then(|c| c.pitr.map(|p| p.enabled))
         .unwrap_or(false);
-    let (mut ranges, rs_ranges, _) = pitr_ranges(conn, &backups).await?;
+    let (mut ranges, rs_ranges, _) =
+        pitr_ranges_as(conn, &backups, BaseRule::List, args.size).await?;
     if !args.unbacked {
         ranges.retain(|r| !r.no_base_snapshot);
     }
+    // PBM prints them by end, earliest first.
+    ranges.sort_by_key(|r| r.range.end);
     let listed = ListOutput {
         snapshots: snaps,
         pitr: Some(PitrList {

@@ -553,7 +553,19 @@ pub async fn restore(
             ))
         }
         (Some(b), None) => b.clone(),
-        (None, Some(_)) => args.base_snapshot.clone().unwrap_or_default(),
+        (None, Some(t)) => {
+            // The base and the chunks to the target, checked before anything is sent.
+            let target = crate::pitr::restore_plan::target_ts(u32::try_from(t).unwrap_or(0));
+            crate::pitr::restore_plan::plan_restore(
+                conn.admin(),
+                args.base_snapshot.as_deref(),
+                target,
+                None,
+            )
+            .await?
+            .base
+            .name
+        }
     };
     if !backup_name.is_empty() {
         let m = get_backup(conn, &backup_name)
@@ -602,7 +614,10 @@ pub async fn restore(
     if text {
         match &args.time {
             Some(t) => {
-                let _ = write!(progress, "Starting restore {name} to point-in-time {t}");
+                let _ = write!(
+                    progress,
+                    "Starting restore {name} to point-in-time {t} from '{backup_name}'"
+                );
             }
             None => {
                 let _ = write!(progress, "Starting restore {name} from '{backup_name}'");
@@ -662,9 +677,16 @@ pub async fn restore(
         let _ = writeln!(progress);
     }
     match out {
+        OutputFormat::Text if args.time.is_some() => Ok(format!(
+            "Restore to the point in time '{}' has started.\nCheck restore status with: rbm describe-restore {name}",
+            args.time.as_deref().unwrap_or_default()
+        )),
         OutputFormat::Text => Ok(format!(
             "Restore of the snapshot from '{backup_name}' has started.\nCheck restore status with: rbm describe-restore {name}"
         )),
+        // PBM's restoreRet: `snapshot` is the positional backup name, empty (omitted)
+        // for a restore to a time.
+        _ if args.time.is_some() => out.json(&serde_json::json!({"name": name})),
         _ => out.json(&serde_json::json!({"name": name, "snapshot": backup_name})),
     }
 }
@@ -852,13 +874,15 @@ pub async fn oplog_replay(
         ));
     }
     stored_config(conn).await?;
-    check_for_another_operation(conn).await?;
-    let (secs, nanos) = now_unix();
-    let name = rbm_protocol::names::restore_name(secs, nanos);
     let ts = |t: i64| Timestamp {
         time: u32::try_from(t).unwrap_or(0),
         increment: 0,
     };
+    // The window must be covered by chunks without a gap, checked before sending.
+    crate::pitr::restore_plan::plan_replay(conn.admin(), ts(s), ts(e), None).await?;
+    check_for_another_operation(conn).await?;
+    let (secs, nanos) = now_unix();
+    let name = rbm_protocol::names::restore_name(secs, nanos);
     let opid = send_command(
         conn,
         Command::Replay(ReplayCmd {

@@ -89,6 +89,7 @@ pub async fn handle(ctx: OpContext, cmd: CommandDoc, cancel: CancellationToken) 
         Command::RemoveConfigProfile(p) => {
             super::lifecycle_op::remove_profile(&ctx, opid, epoch, p, &cancel).await
         }
+        Command::Replay(r) => crate::pitr::restore_replay::run(&ctx, opid, epoch, r, &cancel).await,
         Command::CancelBackup => {
             let ev = Event {
                 event: "cancelBackup",
@@ -105,7 +106,6 @@ pub async fn handle(ctx: OpContext, cmd: CommandDoc, cancel: CancellationToken) 
             ctx.log.write(Severity::Info, &ev, &msg).await;
             Ok(())
         }
-        other => unavailable(&ctx, opid, epoch, kind, &obj_name(other), &cancel).await,
     };
     crate::metrics::command_handled(kind.as_str(), result.is_ok());
     if let Err(e) = result {
@@ -122,17 +122,7 @@ pub async fn handle(ctx: OpContext, cmd: CommandDoc, cancel: CancellationToken) 
     }
 }
 
-fn obj_name(c: &Command) -> String {
-    match c {
-        Command::Restore(r) => r.backup_name.clone(),
-        Command::Replay(r) => r.name.clone(),
-        Command::DeleteBackup(d) => d.backup.clone(),
-        Command::AddConfigProfile(p) | Command::RemoveConfigProfile(p) => p.name.clone(),
-        _ => String::new(),
-    }
-}
-
-pub(super) fn header(
+pub(crate) fn header(
     ctx: &OpContext,
     kind: CommandKind,
     opid: OpId,
@@ -189,71 +179,6 @@ pub(super) async fn fail_dead_op(ctx: &OpContext, old: &LockData) {
             }
             Ok(false) => {}
             Err(e) => tracing::warn!("cannot mark backup {} failed: {e}", old.opid),
-        }
-    }
-}
-
-/// A command whose engine this build lacks: one agent per replica set takes the lock
-/// (so `pbm status` shows who answered and the op runs once), reports, releases.
-async fn unavailable(
-    ctx: &OpContext,
-    opid: OpId,
-    epoch: Option<Timestamp>,
-    kind: CommandKind,
-    obj: &str,
-    cancel: &CancellationToken,
-) -> Result<(), ControlError> {
-    let opid_hex = opid.to_hex();
-    let ev = Event {
-        event: kind.as_str(),
-        obj,
-        opid: &opid_hex,
-        epoch,
-    };
-    if ctx.node.hello().await?.0 == NodeRole::Arbiter {
-        return Ok(());
-    }
-    match acquire_for_op(
-        &ctx.node,
-        LockKind::Exclusive,
-        header(ctx, kind, opid, epoch),
-    )
-    .await?
-    {
-        OpLock::Held { lock, took_over } => {
-            if let Some(old) = took_over {
-                fail_dead_op(ctx, &old).await;
-            }
-            ctx.log
-                .write(
-                    Severity::Info,
-                    &ev,
-                    &format!("got command {kind}, opid {opid_hex}"),
-                )
-                .await;
-            let kept = hold_lock(&lock, ctx.hold, cancel).await?;
-            let msg = if cancel.is_cancelled() {
-                format!(
-                    "{} interrupted: the agent is shutting down",
-                    kind.description()
-                )
-            } else {
-                format!("{} is not available in this rbm build", kind.description())
-            };
-            ctx.log.write(Severity::Error, &ev, &msg).await;
-            if kept {
-                lock.release().await?;
-            }
-            Ok(())
-        }
-        OpLock::Busy(p) => {
-            let msg = super::lock::busy_message(&p);
-            ctx.log.write(Severity::Error, &ev, &msg).await;
-            Ok(())
-        }
-        OpLock::SameOp(_) | OpLock::AlreadyRan => {
-            tracing::debug!(opid = %opid_hex, "{kind} is handled by another agent or already ran");
-            Ok(())
         }
     }
 }

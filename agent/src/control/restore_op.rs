@@ -18,7 +18,7 @@ use rbm_protocol::meta::log::Severity;
 use rbm_protocol::meta::restore::{RestoreMeta, RestoreReplset, RestoreShardStat};
 use tokio_util::sync::CancellationToken;
 
-fn restores(ctx: &OpContext) -> Collection<Document> {
+pub(crate) fn restores(ctx: &OpContext) -> Collection<Document> {
     ctx.node.pbm.database(DB).collection(RESTORES_COLLECTION)
 }
 
@@ -45,12 +45,6 @@ pub async fn run(
         opid: &opid_hex,
         epoch,
     };
-    if cmd.oplog_ts.is_some() {
-        let msg = "point-in-time restore is not available in this rbm build";
-        write_error_meta(ctx, opid, cmd, msg).await?;
-        ctx.log.write(Severity::Error, &ev, msg).await;
-        return Ok(());
-    }
     let lock = match acquire_for_op(
         &ctx.node,
         LockKind::Exclusive,
@@ -66,6 +60,23 @@ pub async fn run(
             return Ok(());
         }
         OpLock::SameOp(_) | OpLock::AlreadyRan => return Ok(()),
+    };
+    // Restore to a time: the base and every chunk it needs are resolved and checked
+    // before anything is written (the CLI checked too, but the chunks may have changed).
+    let resolved;
+    let (cmd, pitr) = match cmd.oplog_ts {
+        Some(target) => match crate::pitr::restore_pitr::prepare(ctx, cmd, target).await {
+            Ok((c, p)) => {
+                resolved = c;
+                (&resolved, Some(p))
+            }
+            Err(msg) => {
+                write_error_meta(ctx, opid, cmd, &msg).await?;
+                ctx.log.write(Severity::Error, &ev, &msg).await;
+                return lock.release().await;
+            }
+        },
+        None => (cmd, None),
     };
     ctx.log
         .write(
@@ -85,7 +96,7 @@ pub async fn run(
         tokio::spawn(async move { heartbeat(&ctx, &lock, &name, &stop).await })
     };
     let started = std::time::Instant::now();
-    let result = restore(ctx, cmd, &opid_hex, &ev, cancel).await;
+    let result = restore(ctx, cmd, pitr.as_ref(), &opid_hex, &ev, cancel).await;
     beat_stop.cancel();
     let _ = beat.await;
     let outcome = match &result {
@@ -113,7 +124,12 @@ pub async fn run(
     lock.release().await
 }
 
-async fn heartbeat(ctx: &OpContext, lock: &HeldLock, name: &str, stop: &CancellationToken) {
+pub(crate) async fn heartbeat(
+    ctx: &OpContext,
+    lock: &HeldLock,
+    name: &str,
+    stop: &CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -147,6 +163,7 @@ enum RunError {
 async fn restore(
     ctx: &OpContext,
     cmd: &RestoreCmd,
+    pitr: Option<&crate::pitr::restore_pitr::PitrObjects>,
     opid_hex: &str,
     ev: &Event<'_>,
     cancel: &CancellationToken,
@@ -240,7 +257,25 @@ async fn restore(
             ),
         )
         .await;
-    r.replay_oplog(cancel).await?;
+    match pitr {
+        Some(p) => {
+            ctx.log
+                .write(
+                    Severity::Info,
+                    ev,
+                    &format!(
+                        "replaying {} PITR chunk(s) to {}:{}",
+                        p.objects.len(),
+                        p.target.time,
+                        p.target.increment
+                    ),
+                )
+                .await;
+            r.replay_oplog_to(&p.objects, Some(p.target), cancel)
+                .await?;
+        }
+        None => r.replay_oplog(cancel).await?,
+    }
     r.indexes().await?;
     r.views().await?;
     ctx.log
@@ -284,7 +319,7 @@ fn new_meta(
         bcp_chain: None,
         namespaces: cmd.namespaces.clone(),
         start_pitr: 0,
-        pitr: 0,
+        pitr: cmd.oplog_ts.map_or(0, |t| i64::from(t.time)),
         replsets: vec![RestoreReplset {
             name: ctx.node.info.replset.clone(),
             start_ts: now,
@@ -347,7 +382,7 @@ async fn write_error_meta(
     Ok(())
 }
 
-async fn set_status(
+pub(crate) async fn set_status(
     ctx: &OpContext,
     name: &str,
     status: Status,

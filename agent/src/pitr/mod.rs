@@ -2,5 +2,8 @@
 //! chunks indexed in `pbmPITRChunks`, and the timelines (restorable ranges and gaps)
 //! that `list`, `status`, `restore --time` and deletion read from those chunks.
 
+pub mod restore_pitr;
+pub mod restore_plan;
+pub mod restore_replay;
 pub mod slicer;
 pub mod timeline;

@@ -530,6 +530,23 @@ impl LogicalRestore {
     /// # Errors
     /// Unreadable chunks or entries the applier refuses.
     pub async fn replay_oplog(&mut self, cancel: &CancellationToken) -> Result<(), RestoreError> {
+        self.replay_oplog_to(&[], None, cancel).await
+    }
+
+    /// Applies the backup's oplog slice, then the PITR chunk objects `pitr` (on the same
+    /// storage, in order) up to and including `target` (PBM's PITR restore). One applier
+    /// runs through both, so a transaction is applied whole at its commit, or not at all
+    /// when the commit lies after the target, and entries the chunks repeat are applied
+    /// once.
+    ///
+    /// # Errors
+    /// Unreadable chunks or entries the applier refuses.
+    pub async fn replay_oplog_to(
+        &mut self,
+        pitr: &[String],
+        target: Option<bson::Timestamp>,
+        cancel: &CancellationToken,
+    ) -> Result<(), RestoreError> {
         let chunks = source::oplog_chunks(self.storage.as_ref(), &self.rsb).await?;
         let remap = self.opts.clone.clone();
         let filter = match &remap {
@@ -561,6 +578,20 @@ impl LogicalRestore {
             let past_end = replay_object(&self.storage, &object, range, &mut applier).await?;
             if past_end {
                 break;
+            }
+        }
+        if let Some(target) = target {
+            let range = ReplayRange {
+                start: self.rsb.last_write,
+                end: target,
+            };
+            for object in pitr {
+                if cancel.is_cancelled() {
+                    return Err(RestoreError::Cancelled);
+                }
+                if replay_object(&self.storage, object, range, &mut applier).await? {
+                    break;
+                }
             }
         }
         self.summary.oplog = applier.finish().await?;
