@@ -31,6 +31,8 @@ pub struct AgentSettings {
     pub poll_interval: Duration,
     /// Test-only, see [`OpContext::hold`].
     pub test_op_hold: Duration,
+    /// Physical backups and restores: dbPath, how to stop and start the node.
+    pub physical: crate::physical::PhysicalSettings,
 }
 
 impl AgentSettings {
@@ -41,6 +43,7 @@ impl AgentSettings {
             heartbeat_interval: rbm_protocol::defs::AGENTS_STAT_CHECK_RANGE,
             poll_interval: intake::POLL_INTERVAL,
             test_op_hold: Duration::ZERO,
+            physical: Default::default(),
         }
     }
 }
@@ -86,6 +89,7 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
         log: log.clone(),
         hold: settings.test_op_hold,
         backups: Default::default(),
+        physical: std::sync::Arc::new(settings.physical.clone()),
     };
     // Outside `tasks`: the shutdown order below takes the first task to end for intake.
     let watchdog = tokio::spawn(crate::backup::watchdog::run(

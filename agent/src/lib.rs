@@ -6,6 +6,7 @@ pub mod control;
 pub mod daemon;
 pub mod node;
 pub mod oplog;
+pub mod physical;
 pub mod pitr;
 pub mod restore;
 pub mod sample;

@@ -1,0 +1,1 @@
+//! `$backupCursor` (Percona Server): placeholder, filled below.

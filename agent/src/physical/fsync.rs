@@ -1,0 +1,1 @@
+//! fsyncLock: placeholder, filled below.
