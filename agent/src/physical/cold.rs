@@ -330,14 +330,6 @@ async fn do_backup(
         ),
     )
     .await;
-    if mode != Mode::Cold {
-        return Err(PhysicalError::Config(format!(
-            "physical backup mode {} is not wired to the copy in this build; use the agent's \
-             --physical-backup-mode cold with --mongod-start-cmd",
-            mode.as_str()
-        )));
-    }
-
     let opts = mongod_opts(node, &dbpath).await?;
     let rs_meta = BackupReplset {
         name: rs.to_string(),
@@ -387,7 +379,6 @@ async fn do_backup(
         Err(e) => return Err(e.into()),
     }
     state::change(node, name, Status::Running, "").await?;
-    state::change_rs(node, name, rs, Status::Down, "").await?;
 
     let up = Upload {
         storage: storage.clone(),
@@ -397,19 +388,37 @@ async fn do_backup(
         level,
         parallel,
         cancel: stop.clone(),
+        exact: mode != Mode::BackupCursor,
     };
-    log(job, Severity::Info, "stopping the node for a cold copy").await;
-    let (copied, last) = cold_copy(node, settings, &dbpath, &up).await?;
-    let copied = copied?;
-    log(
-        job,
-        Severity::Info,
-        &format!("node is back; {} files copied", copied.len()),
-    )
-    .await;
-
-    retry(|| state::heartbeat(node, name)).await?;
-    retry(|| state::change_rs(node, name, rs, Status::Running, "")).await?;
+    let (copied, first, last) = match mode {
+        Mode::Cold => {
+            state::change_rs(node, name, rs, Status::Down, "").await?;
+            log(job, Severity::Info, "stopping the node for a cold copy").await;
+            let (copied, last) = cold_copy(node, settings, &dbpath, &up).await?;
+            let copied = copied?;
+            log(
+                job,
+                Severity::Info,
+                &format!("node is back; {} files copied", copied.len()),
+            )
+            .await;
+            retry(|| state::heartbeat(node, name)).await?;
+            retry(|| state::change_rs(node, name, rs, Status::Running, "")).await?;
+            (copied, last, last)
+        }
+        Mode::FsyncLock => {
+            let cmds = std::sync::Arc::new(node.local.clone());
+            let (up2, dbp) = (up.clone(), dbpath.clone());
+            let copied = super::fsync::with_lock(cmds, || async move {
+                let last = last_write(node).await?;
+                let rels = files::list_dbpath(&dbp).await?;
+                Ok((files::upload_all(&up2, &dbp, &rels).await?, last))
+            })
+            .await?;
+            (copied.0, copied.1, copied.1)
+        }
+        Mode::BackupCursor => cursor_copy(node, &dbpath, &up).await?,
+    };
     let list = files::encode_filelist(&copied)?;
     let list_name = names::filelist(name, rs);
     let list_len = list.len() as u64;
@@ -432,11 +441,11 @@ async fn do_backup(
     state::change(node, name, Status::DumpDone, "").await?;
     let sizes = doc! {"size": size, "size_uncompressed": size_uncompressed};
     let mut rs_fields = sizes.clone();
-    rs_fields.insert("first_write_ts", last);
+    rs_fields.insert("first_write_ts", first);
     rs_fields.insert("last_write_ts", last);
     state::set_rs(node, name, rs, rs_fields).await?;
     let mut top = sizes;
-    top.insert("first_write_ts", last);
+    top.insert("first_write_ts", first);
     top.insert("last_write_ts", last);
     state::set(node, name, top).await?;
     state::change_rs(node, name, rs, Status::Done, "").await?;
@@ -511,6 +520,55 @@ async fn cold_copy(
     };
     nodectl::start(node, settings).await?;
     Ok((copied, last))
+}
+
+/// `$backupCursor`: the checkpoint's files while the node runs, then the journal up to
+/// the majority last write (one replica set: its own is the cluster's), cursor closed
+/// on every path. `first` is the cursor's `oplogEnd`.
+async fn cursor_copy(
+    node: &Node,
+    dbpath: &std::path::Path,
+    up: &Upload,
+) -> Result<(Vec<files::ListedFile>, Timestamp, Timestamp), PhysicalError> {
+    let cmds = node.local.clone();
+    let cur = super::cursor::open(
+        &cmds,
+        &super::cursor::options(&super::cursor::CursorKind::Full),
+    )
+    .await?;
+    let keep = {
+        let (cmds, cur) = (cmds.clone(), cur.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(super::cursor::KEEP_ALIVE).await;
+                if let Err(e) = super::cursor::keep_alive(&cmds, &cur).await {
+                    tracing::warn!("{e}");
+                }
+            }
+        })
+    };
+    let work = async {
+        let plan = super::cursor::plan_uploads(&cur.files, false);
+        let rels: Vec<String> = plan.iter().map(|(f, _)| f.name.clone()).collect();
+        let mut copied = files::upload_all(up, dbpath, &rels).await?;
+        let last = crate::oplog::read::last_write(&node.local, true)
+            .await
+            .map_err(|e| PhysicalError::Other(format!("read the majority last write: {e}")))?;
+        let journals = super::cursor::extend(&cmds, &cur, last).await?;
+        let jrels: Vec<String> = journals
+            .iter()
+            .map(|f| f.name.clone())
+            .filter(|n| !rels.contains(n))
+            .collect();
+        copied.extend(files::upload_all(up, dbpath, &jrels).await?);
+        Ok::<_, PhysicalError>((copied, cur.meta.oplog_end, last))
+    };
+    let r = work.await;
+    keep.abort();
+    if let Err(e) = super::cursor::close(&cmds, &cur).await {
+        tracing::warn!("{e}");
+    }
+    r
 }
 
 /// Every object exists with the size that was written.

@@ -163,6 +163,9 @@ pub struct Upload {
     pub level: Option<i32>,
     pub parallel: usize,
     pub cancel: CancellationToken,
+    /// The file must not change while read (cold, fsyncLock). Under a backup cursor
+    /// journal files may still grow: what was read is recorded.
+    pub exact: bool,
 }
 
 impl Upload {
@@ -223,7 +226,7 @@ async fn upload_one(up: &Upload, dbpath: &Path, rel: &str) -> Result<ListedFile,
     let hint = (up.compression == Compression::None).then_some(size);
     let stored = up.storage.save(&object, body, hint, &up.cancel).await?;
     let (read, crc) = take_seen(&seen);
-    if read != size {
+    if up.exact && read != size {
         return Err(PhysicalError::Check(format!(
             "{rel} changed while it was copied: {size} bytes at the start, {read} read"
         )));
@@ -233,9 +236,9 @@ async fn upload_one(up: &Upload, dbpath: &Path, rel: &str) -> Result<ListedFile,
             name: rel.to_string(),
             offset: 0,
             length: 0,
-            size: size as i64,
+            size: read as i64,
             stg_size: stored as i64,
-            stg_size_uncompressed: size as i64,
+            stg_size_uncompressed: read as i64,
             // Go's os.FileMode of a regular file is its permission bits.
             fmode: md.permissions().mode() & 0o777,
         },

@@ -14,6 +14,7 @@
 //! fallback, stream the files back, start the node and put the fallback back if
 //! anything fails. What differs on SecantusDB lives in [`secantus`].
 
+pub mod admin;
 pub mod cli_wait;
 pub mod cold;
 pub mod cursor;

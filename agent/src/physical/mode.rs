@@ -40,9 +40,11 @@ impl std::str::FromStr for ModeOverride {
             "backupCursor" | "backup-cursor" => ModeOverride::Only(Mode::BackupCursor),
             "fsyncLock" | "fsync-lock" => ModeOverride::Only(Mode::FsyncLock),
             "cold" => ModeOverride::Only(Mode::Cold),
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "unknown physical backup mode {other:?}: use auto, backupCursor, fsyncLock or cold"
-            )),
+            ))
+            }
         })
     }
 }
