@@ -351,3 +351,28 @@ async fn restore_whose_start_command_fails_puts_the_old_data_back() {
         "old data not back"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn physical_backup_without_a_usable_mode_fails_with_the_reason() {
+    // An agent that was given no way to stop its node, on a server without
+    // $backupCursor, as the primary: no mode fits, and the node is left alone.
+    let server = MongoServer::start().await;
+    let store = tempfile::tempdir().expect("storage dir");
+    let c = client(&server).await;
+    set_config(&c, &rbm_e2e::fs_conf(store.path())).await;
+    let me = format!("127.0.0.1:{}", server.port());
+    let agent = Agent::start(&server, &me, "primary", &[]);
+    registered(&c).await;
+    let (ok, out, err) = rbm(&server, &["backup", "--type", "physical", "--wait"]);
+    assert!(!ok, "backup succeeded:\n{out}\n{err}");
+    assert!(
+        err.contains("no physical backup mode fits this node"),
+        "{err}\nagent:\n{}",
+        agent.log()
+    );
+    let name = quoted_after(&format!("{out}{err}"), "Starting backup \"");
+    assert!(
+        !store.path().join(&name).exists(),
+        "files of the failed backup left behind"
+    );
+}

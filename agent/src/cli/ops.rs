@@ -317,7 +317,12 @@ pub async fn backup(
                 break m;
             }
             if let Some(m) = &m {
-                if let Some(e) = fail_if_stuck(conn, m).await? {
+                let stuck = match fail_if_stuck(conn, m).await {
+                    Ok(s) => s,
+                    Err(_) if kind == BackupType::Physical && outage.failed() => None,
+                    Err(e) => return Err(e),
+                };
+                if let Some(e) = stuck {
                     if text {
                         let _ = writeln!(progress);
                     }
