@@ -376,3 +376,68 @@ async fn physical_backup_without_a_usable_mode_fails_with_the_reason() {
         "files of the failed backup left behind"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_shutdown_during_a_cold_backup_starts_the_node_again() {
+    let server = MongoServer::start_restartable().await;
+    let store = tempfile::tempdir().expect("storage dir");
+    let c = client(&server).await;
+    set_config(&c, &rbm_e2e::fs_conf(store.path())).await;
+    seed(&c, "before", 1000).await;
+    let before = rbm_e2e::state_hashes(&c).await;
+    let me = format!("127.0.0.1:{}", server.port());
+    let dbpath = server.data_dir().display().to_string();
+    // A slow stop leaves time to stop the agent while its node goes down.
+    let stop = format!("sleep 2; {}", server.stop_cmd());
+    let start = server.start_cmd();
+    let mut agent = Agent::start(
+        &server,
+        &me,
+        "primary",
+        &[
+            ("RBM_AGENT_DBPATH", dbpath.as_str()),
+            ("RBM_AGENT_MONGOD_START_CMD", start.as_str()),
+            ("RBM_AGENT_MONGOD_STOP_CMD", stop.as_str()),
+        ],
+    );
+    registered(&c).await;
+    let uri = server.uri();
+    let cli = std::thread::spawn(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_rbm"))
+            .args(["backup", "--type", "physical", "--wait"])
+            .env("PBM_MONGODB_URI", uri)
+            .output()
+            .expect("run rbm")
+    });
+    let name = wait_for(Duration::from_secs(60), "the replica set down", || async {
+        find_all(&c, "pbmBackups", doc! {"replsets.status": "down"})
+            .await
+            .first()
+            .and_then(|d| d.get_str("name").ok().map(str::to_string))
+    })
+    .await;
+    agent.signal("-TERM");
+    agent.wait(Duration::from_secs(60));
+    let out = cli.join().expect("cli thread");
+    assert!(!out.status.success(), "backup succeeded");
+    // The node is back with its data, the backup failed and left nothing.
+    let c = client(&server).await;
+    assert_eq!(rbm_e2e::state_hashes(&c).await, before);
+    let m = meta(&c, &name).await;
+    assert_eq!(
+        m.status.as_str(),
+        "error",
+        "{:?}\nagent:\n{}",
+        m.error,
+        agent.log()
+    );
+    // Empty directories may remain on a filesystem storage; objects may not.
+    let left: Vec<String> = storage_files(store.path())
+        .into_iter()
+        .filter(|f| f.starts_with(&name))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "objects of the failed backup left: {left:?}"
+    );
+}

@@ -514,11 +514,14 @@ async fn cold_copy(
         }
         return Err(e);
     }
+    let mut guard = nodectl::RestartGuard::armed(settings);
     let copied = match files::list_dbpath(dbpath).await {
         Ok(rels) => files::upload_all(up, dbpath, &rels).await,
         Err(e) => Err(e),
     };
-    nodectl::start(node, settings).await?;
+    let started = nodectl::start(node, settings).await;
+    guard.disarm();
+    started?;
     Ok((copied, last))
 }
 

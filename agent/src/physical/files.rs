@@ -196,14 +196,43 @@ pub async fn upload_all(
         .enumerate()
         .map(|(i, r)| (i, up.clone(), dbpath.to_path_buf(), r.clone()))
         .collect();
-    let mut out: Vec<(usize, ListedFile)> =
-        futures::stream::iter(jobs)
-            .map(|(i, up, dbpath, rel)| async move {
-                upload_one(&up, &dbpath, &rel).await.map(|f| (i, f))
-            })
-            .buffer_unordered(up.parallel.max(1))
-            .try_collect()
-            .await?;
+    // Every upload runs to its end, also after one failed: a save dropped midway can
+    // leave its temporary object behind, one that ends on an error cleans up. The
+    // first failure cancels the rest through the token.
+    let failed = up.cancel.child_token();
+    let results: Vec<Result<(usize, ListedFile), PhysicalError>> = futures::stream::iter(jobs)
+        .map(|(i, mut up, dbpath, rel)| {
+            let failed = failed.clone();
+            up.cancel = failed.clone();
+            async move {
+                let r = upload_one(&up, &dbpath, &rel).await.map(|f| (i, f));
+                if r.is_err() {
+                    failed.cancel();
+                }
+                r
+            }
+        })
+        .buffer_unordered(up.parallel.max(1))
+        .collect()
+        .await;
+    let mut out = Vec::with_capacity(results.len());
+    let mut first_err: Option<PhysicalError> = None;
+    for r in results {
+        match r {
+            Ok(v) => out.push(v),
+            // Keep the first; a storage error may only be a follower's cancellation.
+            Err(e) => match &first_err {
+                None => first_err = Some(e),
+                Some(PhysicalError::Storage(_)) if !matches!(e, PhysicalError::Storage(_)) => {
+                    first_err = Some(e)
+                }
+                Some(_) => {}
+            },
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
     out.sort_by_key(|(i, _)| *i);
     Ok(out.into_iter().map(|(_, f)| f).collect())
 }

@@ -203,6 +203,54 @@ fn parse_lock_line(line: &str) -> Option<(u64, u64)> {
     Some((dev, ino))
 }
 
+/// Starts the node again if dropped armed: the operation that stopped it was aborted
+/// (e.g. the agent's shutdown grace ran out) before it could start it itself. Only
+/// launches the start command — there is nobody left to wait for the node.
+pub struct RestartGuard {
+    start_cmd: Option<String>,
+    armed: bool,
+}
+
+impl RestartGuard {
+    /// Arm right after the node was stopped.
+    pub fn armed(s: &PhysicalSettings) -> Self {
+        Self {
+            start_cmd: s.start_cmd.clone(),
+            armed: true,
+        }
+    }
+
+    /// The operation started the node (or tried to) itself.
+    pub fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for RestartGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Some(cmd) = &self.start_cmd else {
+            tracing::error!("the node was left stopped and there is no start command");
+            return;
+        };
+        tracing::warn!("operation aborted while the node was stopped: starting it");
+        use std::os::unix::process::CommandExt;
+        let r = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn();
+        if let Err(e) = r {
+            tracing::error!("could not start the node again: {e}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

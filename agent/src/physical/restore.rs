@@ -35,6 +35,8 @@ use rbm_protocol::meta::restore::{RestoreMeta, RestoreNode, RestoreReplset, Rest
 use rbm_protocol::names;
 use rbm_storage::{Compression, DynStorage};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -460,27 +462,112 @@ async fn swap_data(
 ) -> Result<u64, PhysicalError> {
     let node = &ctx.node;
     nodectl::stop(node, settings, dbpath).await?;
+    let mut guard = FallbackGuard {
+        dbpath: dbpath.to_path_buf(),
+        restart: nodectl::RestartGuard::armed(settings),
+        armed: true,
+        copying: Arc::new(AtomicBool::new(false)),
+    };
+    let r = swap_stopped(
+        ctx,
+        settings,
+        dbpath,
+        dl,
+        list,
+        progress,
+        config_doc,
+        leader,
+        cancel,
+        &guard.copying,
+    )
+    .await;
+    guard.armed = false;
+    guard.restart.disarm();
+    r
+}
+
+/// If the restore is aborted (the agent's shutdown grace ran out) while the node is
+/// down, the old data goes back synchronously and the node is started on it.
+struct FallbackGuard {
+    dbpath: PathBuf,
+    restart: nodectl::RestartGuard,
+    armed: bool,
+    /// Files of the backup may be in the dbPath (else everything there is old data
+    /// not yet moved aside, and must stay).
+    copying: Arc<AtomicBool>,
+}
+
+impl Drop for FallbackGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if self.dbpath.join(FALLBACK_DIR).exists() {
+            if let Err(e) = put_back_blocking(&self.dbpath, self.copying.load(Ordering::SeqCst)) {
+                tracing::error!("aborted restore: putting the old data back failed: {e}");
+                self.restart.disarm();
+            }
+        }
+        // `restart` drops next and starts the node.
+    }
+}
+
+fn put_back_blocking(dbpath: &Path, remove_new: bool) -> std::io::Result<()> {
+    let fb = dbpath.join(FALLBACK_DIR);
+    for e in std::fs::read_dir(dbpath)? {
+        let e = e?;
+        if !remove_new || e.file_name() == FALLBACK_DIR {
+            continue;
+        }
+        if e.file_type()?.is_dir() {
+            std::fs::remove_dir_all(e.path())?;
+        } else {
+            std::fs::remove_file(e.path())?;
+        }
+    }
+    for e in std::fs::read_dir(&fb)? {
+        let e = e?;
+        std::fs::rename(e.path(), dbpath.join(e.file_name()))?;
+    }
+    std::fs::remove_dir(&fb)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn swap_stopped(
+    ctx: &OpContext,
+    settings: &PhysicalSettings,
+    dbpath: &Path,
+    dl: &Download,
+    list: &[ListedFile],
+    progress: &Progress,
+    config_doc: &Document,
+    leader: bool,
+    cancel: &CancellationToken,
+    copying: &AtomicBool,
+) -> Result<u64, PhysicalError> {
+    let node = &ctx.node;
     let _ = progress.node(Status::Down, None).await;
     let fb = dbpath.join(FALLBACK_DIR);
     if let Err(e) = move_aside(dbpath, &fb).await {
         // Whatever moved goes back before anything else happens.
-        return Err(fall_back(ctx, settings, dbpath, e).await);
+        return Err(fall_back(ctx, settings, dbpath, e, false).await);
     }
+    copying.store(true, Ordering::SeqCst);
     let copied = tokio::select! {
         r = files::download_all(dl, dbpath, list) => r,
         _ = cancel.cancelled() => Err(PhysicalError::Interrupted("the agent is shutting down".into())),
     };
     let bytes = match copied {
         Ok(b) => b,
-        Err(e) => return Err(fall_back(ctx, settings, dbpath, e).await),
+        Err(e) => return Err(fall_back(ctx, settings, dbpath, e, true).await),
     };
     let _ = progress.node(Status::Running, None).await;
     if let Err(e) = nodectl::start(node, settings).await {
-        return Err(fall_back(ctx, settings, dbpath, e).await);
+        return Err(fall_back(ctx, settings, dbpath, e, true).await);
     }
     if leader {
         if let Err(e) = reset_control_state(ctx, config_doc).await {
-            return Err(fall_back(ctx, settings, dbpath, e).await);
+            return Err(fall_back(ctx, settings, dbpath, e, true).await);
         }
     }
     Ok(bytes)
@@ -519,6 +606,7 @@ async fn fall_back(
     settings: &PhysicalSettings,
     dbpath: &Path,
     cause: PhysicalError,
+    remove_new: bool,
 ) -> PhysicalError {
     let node = &ctx.node;
     tracing::warn!("physical restore failed ({cause}); putting the old data back");
@@ -531,7 +619,7 @@ async fn fall_back(
             ));
         }
     }
-    if let Err(e) = put_back(dbpath).await {
+    if let Err(e) = put_back(dbpath, remove_new).await {
         return PhysicalError::Other(format!(
             "{cause}; and putting the old data back failed: {e} (it is in {})",
             dbpath.join(FALLBACK_DIR).display()
@@ -545,7 +633,9 @@ async fn fall_back(
     PhysicalError::Other(format!("{cause}; the old data was put back"))
 }
 
-async fn put_back(dbpath: &Path) -> Result<(), PhysicalError> {
+/// Moves the old data back; `remove_new`: first delete what the restore wrote (only
+/// once the copy began — before it, whatever is in the dbPath is old data).
+async fn put_back(dbpath: &Path, remove_new: bool) -> Result<(), PhysicalError> {
     let fb = dbpath.join(FALLBACK_DIR);
     let mut rd = tokio::fs::read_dir(dbpath)
         .await
@@ -555,7 +645,7 @@ async fn put_back(dbpath: &Path) -> Result<(), PhysicalError> {
         .await
         .map_err(PhysicalError::io("read the dbPath"))?
     {
-        if e.file_name() == FALLBACK_DIR {
+        if !remove_new || e.file_name() == FALLBACK_DIR {
             continue;
         }
         let p = e.path();
