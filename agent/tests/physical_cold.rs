@@ -61,9 +61,14 @@ struct Env {
 }
 
 async fn setup() -> Env {
+    setup_with(None).await
+}
+
+/// `conf`: a storage other than a local directory.
+async fn setup_with(conf: Option<StorageConf>) -> Env {
     let server = MongoServer::start_restartable().await;
     let store = tempfile::tempdir().expect("storage dir");
-    let conf = rbm_e2e::fs_conf(store.path());
+    let conf = conf.unwrap_or_else(|| rbm_e2e::fs_conf(store.path()));
     let c = client(&server).await;
     set_config(&c, &conf).await;
     let me = format!("127.0.0.1:{}", server.port());
@@ -78,6 +83,8 @@ async fn setup() -> Env {
             ("RBM_AGENT_MONGOD_START_CMD", start.as_str()),
             ("RBM_AGENT_MONGOD_STOP_CMD", stop.as_str()),
             ("RBM_AGENT_MONGOD_TIMEOUT_SECS", "60"),
+            // Small ranges: every restored file is read in many parallel pieces.
+            ("RBM_AGENT_PHYSICAL_DOWNLOAD_CHUNK_BYTES", "65536"),
         ],
     );
     registered(&c).await;
@@ -440,4 +447,44 @@ async fn agent_shutdown_during_a_cold_backup_starts_the_node_again() {
         left.is_empty(),
         "objects of the failed backup left: {left:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_backup_and_restore_through_s3() {
+    // Ranged reads and multipart uploads of the S3 backend (s3s-fs), small parts.
+    let mut conf = rbm_e2e::s3_conf(None);
+    let prefix = format!("physical-{}", mongodb::bson::oid::ObjectId::new().to_hex());
+    if let Some(s3) = conf.s3.as_mut() {
+        s3.prefix = prefix;
+    }
+    let env = setup_with(Some(conf.clone())).await;
+    let c = client(&env.server).await;
+    seed(&c, "before", 2000).await;
+    let before = rbm_e2e::state_hashes(&c).await;
+    let name = backup(&env).await;
+    let c = client(&env.server).await;
+    c.database("shop").drop().await.expect("drop shop");
+    let (ok, out, err) = rbm(&env.server, &["restore", &name, "--wait"]);
+    assert!(
+        ok,
+        "restore failed:\n{out}\n{err}\nagent:\n{}",
+        env.agent.log()
+    );
+    let rname = quoted_after(&format!("{out}{err}"), "Starting restore ");
+    let c = client(&env.server).await;
+    assert_eq!(rbm_e2e::state_hashes(&c).await, before);
+    let st = rbm_storage::from_config(&conf, None)
+        .await
+        .expect("storage");
+    let list = st
+        .stat(&format!("{name}/secantus/filelist.pbm"))
+        .await
+        .expect("filelist on S3");
+    assert!(list.size > 0);
+    st.stat(&format!(".pbm.restore/{rname}/cluster.done"))
+        .await
+        .expect("cluster.done on S3");
+    st.stat(&format!(".pbm.restore/{rname}.json"))
+        .await
+        .expect("restore meta on S3");
 }

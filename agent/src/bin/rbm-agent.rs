@@ -99,6 +99,11 @@ struct Cli {
     #[arg(long, env = "RBM_AGENT_PHYSICAL_PARALLEL_FILES")]
     physical_parallel_files: Option<usize>,
 
+    /// Physical restores: bytes per ranged read (default 8 MiB; PBM's config
+    /// `restore.downloadChunkMb` wins when set).
+    #[arg(long, hide = true, env = "RBM_AGENT_PHYSICAL_DOWNLOAD_CHUNK_BYTES")]
+    physical_download_chunk_bytes: Option<u64>,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -168,6 +173,9 @@ async fn agent(cli: Cli) -> anyhow::Result<()> {
         .parse()
         .map_err(|e: String| anyhow::anyhow!(e))?;
     settings.physical.node_timeout = Duration::from_secs(cli.mongod_timeout_secs.max(1));
+    if let Some(n) = cli.physical_download_chunk_bytes.filter(|n| *n > 0) {
+        settings.physical.download_chunk = n;
+    }
     if let Some(n) = cli.physical_parallel_files.filter(|n| *n > 0) {
         settings.physical.parallel_files = n;
     }

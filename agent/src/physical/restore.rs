@@ -273,6 +273,11 @@ async fn restore(
             }
         })
     };
+    let restore_conf = crate::control::heartbeat::Heartbeat::main_config(&ctx.node)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|c| c.restore);
     let dl = Download {
         storage: storage.clone(),
         backup: meta.name.clone(),
@@ -282,7 +287,12 @@ async fn restore(
             .num_parallel_files
             .filter(|n| *n > 0)
             .map_or(settings.parallel_files, |n| n as usize),
-        chunk: settings.download_chunk,
+        // PBM's `restore.downloadChunkMb` when set, else the agent's.
+        chunk: restore_conf
+            .as_ref()
+            .and_then(|r| r.download_chunk_mb)
+            .filter(|mb| *mb > 0)
+            .map_or(settings.download_chunk, |mb| (mb as u64) << 20),
         ahead: settings.download_ahead,
     };
     let outcome = swap_data(
