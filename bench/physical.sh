@@ -51,7 +51,7 @@ SH
 cat >"$CLUSTER_DIR/stop.sh" <<SH
 #!/bin/sh
 pid=\$(cat "$CLUSTER_DIR/mongod.pid" 2>/dev/null) || exit 0
-alive() { s=\$(ps -o stat= -p "\$pid" 2>/dev/null) && [ "\${s#Z}" = "\$s" ]; }
+alive() { [ -e /proc/\$pid ] && ! grep -q ') Z' /proc/\$pid/stat 2>/dev/null; }
 kill -TERM "\$pid" 2>/dev/null
 while alive; do sleep 0.1; done
 SH

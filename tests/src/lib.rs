@@ -182,7 +182,7 @@ impl MongoServer {
         // A zombie (its parent gone, nobody reaping) counts as stopped.
         let stop = format!(
             "#!/bin/sh\npid=$(cat '{d}/server.pid' 2>/dev/null) || exit 0\n\
-             alive() {{ s=$(ps -o stat= -p \"$pid\" 2>/dev/null) && [ \"${{s#Z}}\" = \"$s\" ]; }}\n\
+             alive() {{ [ -e /proc/$pid ] && ! grep -q ') Z' /proc/$pid/stat 2>/dev/null; }}\n\
              kill -TERM \"$pid\" 2>/dev/null\ni=0\nwhile alive; do\n  i=$((i+1))\n  \
              if [ $i -gt 300 ]; then kill -KILL \"$pid\" 2>/dev/null; fi\n  sleep 0.1\ndone\n"
         );
