@@ -35,6 +35,8 @@ pub struct AgentSettings {
     pub test_op_hold: Duration,
     /// `HOST:PORT` of the Prometheus endpoint; off when `None`.
     pub metrics_addr: Option<String>,
+    /// Physical backups and restores: dbPath, how to stop and start the node.
+    pub physical: crate::physical::PhysicalSettings,
 }
 
 impl AgentSettings {
@@ -46,6 +48,7 @@ impl AgentSettings {
             poll_interval: intake::POLL_INTERVAL,
             test_op_hold: Duration::ZERO,
             metrics_addr: None,
+            physical: Default::default(),
         }
     }
 }
@@ -101,6 +104,7 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
         log: log.clone(),
         hold: settings.test_op_hold,
         backups: Default::default(),
+        physical: std::sync::Arc::new(settings.physical.clone()),
     };
     // Outside `tasks`: the shutdown order below takes the first task to end for intake.
     let watchdog = tokio::spawn(crate::backup::watchdog::run(

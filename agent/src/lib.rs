@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod metrics;
 pub mod node;
 pub mod oplog;
+pub mod physical;
 pub mod pitr;
 pub mod progress;
 pub mod restore;

@@ -1,5 +1,5 @@
 //! Command intake end to end: a backup is nominated to the best agent, which fails it
-//! honestly (a physical backup: no engine for it in this build); commands run once per operation id even when
+//! honestly (an incremental backup: no engine for it in this build); commands run once per operation id even when
 //! every agent restarts and sees them again.
 
 mod agent_common;
@@ -46,7 +46,7 @@ async fn backup_nominates_hidden_and_fails_honestly_once() {
     let opid = send_command(
         &c,
         "backup",
-        Some(doc! {"type": "physical", "name": "2026-01-01T00:00:00Z", "compression": "s2"}),
+        Some(doc! {"type": "incremental", "name": "2026-01-01T00:00:00Z", "compression": "s2"}),
         120,
     )
     .await

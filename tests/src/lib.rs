@@ -88,6 +88,8 @@ pub struct MongoServer {
     port: u16,
     replset: String,
     dir: tempfile::TempDir,
+    /// Started through `start.sh` (see [`MongoServer::start_restartable`]).
+    restartable: bool,
 }
 
 impl MongoServer {
@@ -143,9 +145,78 @@ impl MongoServer {
             port,
             replset: replset.to_string(),
             dir,
+            restartable: false,
         };
         server.wait_ready().await;
         server
+    }
+
+    /// A server that something else may stop and start again on the same data
+    /// directory (an agent doing cold physical backups and restores): it runs detached,
+    /// started by `start.sh` and stopped by `stop.sh` in its directory (see
+    /// [`MongoServer::start_cmd`], [`MongoServer::stop_cmd`]); its PID is in
+    /// `server.pid`. Dropping it runs `stop.sh`.
+    ///
+    /// # Panics
+    /// When the venv is missing or the server does not come up within 60 s.
+    pub async fn start_restartable() -> Self {
+        let replset = "secantus";
+        let venv = std::path::PathBuf::from(require_env("RBM_TEST_VENV"));
+        let dir = tempfile::Builder::new()
+            .prefix("rbm-mongo-")
+            .tempdir()
+            .expect("temp dir for the server");
+        let d = dir.path().display().to_string();
+        std::fs::write(dir.path().join("empty.toml"), "").expect("write empty config");
+        let port = free_port();
+        let launcher =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/secantus-launch.py");
+        let start = format!(
+            "#!/bin/sh\ncd '{d}' || exit 1\nPYTHONUNBUFFERED=1 nohup '{py}' '{l}' --replset-name {replset} \
+             --config '{d}/empty.toml' --host 127.0.0.1 --port {port} --storage-path '{d}/data' \
+             --oplog-max-entries 20000 --noop-heartbeat-seconds 10 >> '{d}/server.log' 2>&1 < /dev/null &\n\
+             echo $! > '{d}/server.pid'\n",
+            py = venv.join("bin/python").display(),
+            l = launcher.display(),
+        );
+        // A zombie (its parent gone, nobody reaping) counts as stopped.
+        let stop = format!(
+            "#!/bin/sh\npid=$(cat '{d}/server.pid' 2>/dev/null) || exit 0\n\
+             alive() {{ [ -e /proc/$pid ] && ! grep -q ') Z' /proc/$pid/stat 2>/dev/null; }}\n\
+             kill -TERM \"$pid\" 2>/dev/null\ni=0\nwhile alive; do\n  i=$((i+1))\n  \
+             if [ $i -gt 300 ]; then kill -KILL \"$pid\" 2>/dev/null; fi\n  sleep 0.1\ndone\n"
+        );
+        std::fs::write(dir.path().join("start.sh"), start).expect("write start.sh");
+        std::fs::write(dir.path().join("stop.sh"), stop).expect("write stop.sh");
+        let mut server = Self {
+            child: None,
+            port,
+            replset: replset.to_string(),
+            dir,
+            restartable: true,
+        };
+        let st = std::process::Command::new("sh")
+            .arg(server.dir.path().join("start.sh"))
+            .status()
+            .expect("run start.sh");
+        assert!(st.success(), "start.sh failed");
+        server.wait_ready().await;
+        server
+    }
+
+    /// Shell command that starts a [`MongoServer::start_restartable`] server.
+    pub fn start_cmd(&self) -> String {
+        format!("sh '{}'", self.dir.path().join("start.sh").display())
+    }
+
+    /// Shell command that stops it and returns once the process is gone.
+    pub fn stop_cmd(&self) -> String {
+        format!("sh '{}'", self.dir.path().join("stop.sh").display())
+    }
+
+    /// The server's storage directory (its dbPath).
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
     }
 
     /// `mongodb://127.0.0.1:<port>/?replicaSet=<name>`.
@@ -205,6 +276,12 @@ impl MongoServer {
 
 impl Drop for MongoServer {
     fn drop(&mut self) {
+        if self.restartable {
+            let _ = std::process::Command::new("sh")
+                .arg(self.dir.path().join("stop.sh"))
+                .status();
+            return;
+        }
         let Some(mut child) = self.child.take() else {
             return;
         };

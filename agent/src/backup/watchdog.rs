@@ -53,7 +53,8 @@ pub async fn fail_stuck_backups(node: &Node, log: &PbmLog) -> Result<Vec<String>
         .pbm
         .database(DB)
         .collection::<Document>(BACKUPS_COLLECTION)
-        .find(doc! {"status": {"$in": running.to_vec()}})
+        // A replica set stopped for a cold copy cannot beat (see `physical::cold`).
+        .find(doc! {"status": {"$in": running.to_vec()}, "replsets.status": {"$ne": Status::Down.as_str()}})
         .await
         .map_err(db_err("read admin.pbmBackups"))?
         .try_collect()

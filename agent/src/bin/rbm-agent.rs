@@ -76,6 +76,38 @@ struct Cli {
     )]
     test_op_hold_secs: u64,
 
+    /// Physical backups and restores: the mongod's dbPath (when the server does not
+    /// report it in getCmdLineOpts).
+    #[arg(long, env = "RBM_AGENT_DBPATH")]
+    dbpath: Option<std::path::PathBuf>,
+
+    /// Physical: shell command that stops the mongod and returns once it has exited
+    /// (default: the `shutdown` command).
+    #[arg(long, env = "RBM_AGENT_MONGOD_STOP_CMD")]
+    mongod_stop_cmd: Option<String>,
+
+    /// Physical: shell command that starts the mongod (e.g. `systemctl start mongod`).
+    /// Needed for cold backups and for physical restores.
+    #[arg(long, env = "RBM_AGENT_MONGOD_START_CMD")]
+    mongod_start_cmd: Option<String>,
+
+    /// Physical backup mode of this node: auto, backupCursor, fsyncLock or cold.
+    #[arg(long, env = "RBM_AGENT_PHYSICAL_MODE", default_value = "auto")]
+    physical_backup_mode: String,
+
+    /// Physical: seconds the mongod may take to stop or to come back.
+    #[arg(long, env = "RBM_AGENT_MONGOD_TIMEOUT_SECS", default_value_t = 300)]
+    mongod_timeout_secs: u64,
+
+    /// Physical: files copied at once (default: half the CPUs, at least 2).
+    #[arg(long, env = "RBM_AGENT_PHYSICAL_PARALLEL_FILES")]
+    physical_parallel_files: Option<usize>,
+
+    /// Physical restores: bytes per ranged read (default 8 MiB; PBM's config
+    /// `restore.downloadChunkMb` wins when set).
+    #[arg(long, hide = true, env = "RBM_AGENT_PHYSICAL_DOWNLOAD_CHUNK_BYTES")]
+    physical_download_chunk_bytes: Option<u64>,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -138,6 +170,20 @@ async fn agent(cli: Cli) -> anyhow::Result<()> {
     });
     settings.test_op_hold = Duration::from_secs(cli.test_op_hold_secs);
     settings.metrics_addr = cli.metrics_addr;
+    settings.physical.dbpath = cli.dbpath;
+    settings.physical.stop_cmd = cli.mongod_stop_cmd.filter(|c| !c.trim().is_empty());
+    settings.physical.start_cmd = cli.mongod_start_cmd.filter(|c| !c.trim().is_empty());
+    settings.physical.mode = cli
+        .physical_backup_mode
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!(e))?;
+    settings.physical.node_timeout = Duration::from_secs(cli.mongod_timeout_secs.max(1));
+    if let Some(n) = cli.physical_download_chunk_bytes.filter(|n| *n > 0) {
+        settings.physical.download_chunk = n;
+    }
+    if let Some(n) = cli.physical_parallel_files.filter(|n| *n > 0) {
+        settings.physical.parallel_files = n;
+    }
 
     let shutdown = CancellationToken::new();
     {

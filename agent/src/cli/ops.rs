@@ -295,15 +295,32 @@ pub async fn backup(
         }
         let deadline = args.wait_time.map(|d| tokio::time::Instant::now() + d);
         let mut shown = crate::progress::cli::WaitProgress::new(text);
+        let mut outage = crate::physical::cli_wait::Outage::default();
         let meta = loop {
-            let m = get_backup(conn, &name).await?;
+            let m = match get_backup(conn, &name).await {
+                Ok(m) => {
+                    outage.ok();
+                    m
+                }
+                // A cold backup of a single-member set takes the database down.
+                Err(_) if kind == BackupType::Physical && outage.failed() => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if let Some(Status::Done | Status::Error | Status::Canceled) =
                 m.as_ref().map(|m| m.status)
             {
                 break m;
             }
             if let Some(m) = &m {
-                if let Some(e) = fail_if_stuck(conn, m).await? {
+                let stuck = match fail_if_stuck(conn, m).await {
+                    Ok(s) => s,
+                    Err(_) if kind == BackupType::Physical && outage.failed() => None,
+                    Err(e) => return Err(e),
+                };
+                if let Some(e) = stuck {
                     if text {
                         let _ = writeln!(progress);
                     }
@@ -355,6 +372,10 @@ pub async fn backup(
 /// time, so the agent running it is gone. The CLI marks it `error` (only if nobody
 /// beat or ended it meanwhile) so that it is never taken for a live one.
 async fn fail_if_stuck(conn: &Conn, m: &BackupMeta) -> Result<Option<CliError>, CliError> {
+    // A replica set whose node is stopped for a cold copy cannot beat.
+    if m.replsets.iter().any(|r| r.status == Status::Down) {
+        return Ok(None);
+    }
     let now = conn.cluster_time().await?;
     if m.hb.time.saturating_add(defs::STALE_FRAME_SEC) >= now.time {
         return Ok(None);
@@ -721,16 +742,30 @@ async fn wait_restore_shown(
 ) -> Result<Option<RestoreMeta>, CliError> {
     let deadline = tokio::time::Instant::now().checked_add(timeout);
     let mut last_status: Option<Status> = None;
+    let mut physical = false;
+    let mut outage = crate::physical::cli_wait::Outage::default();
     loop {
-        let d = conn
+        let d = match conn
             .coll(defs::RESTORES_COLLECTION)
             .find_one(doc! {"name": name})
             .await
-            .map_err(|e| CliError::mongo("read admin.pbmRestores", &e))?;
+        {
+            Ok(d) => {
+                outage.ok();
+                d
+            }
+            // A physical restore stops the nodes: the database comes back later.
+            Err(_) if physical && outage.failed() => {
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+            Err(e) => return Err(CliError::mongo("read admin.pbmRestores", &e)),
+        };
         if let Some(d) = d {
             let m: RestoreMeta = bson::deserialize_from_document(d).map_err(|e| {
                 CliError::BadDocument(format!("restore '{name}' in admin.pbmRestores: {e}"))
             })?;
+            physical = m.kind == BackupType::Physical;
             if m.status == Status::Error || done(&m) {
                 return Ok(Some(m));
             }

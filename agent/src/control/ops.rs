@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 /// What the backup meta says for backup types this build cannot take.
 pub const BACKUP_UNAVAILABLE: &str =
-    "physical, incremental and external backups are not available in this rbm build (use --type logical)";
+    "incremental and external backups are not available in this rbm build (use --type logical or physical)";
 
 /// How often nominees look at the meta (PBM: 0.5 s).
 const NOMINATION_POLL: Duration = Duration::from_millis(500);
@@ -41,6 +41,8 @@ pub struct OpContext {
     pub hold: Duration,
     /// The backups this agent runs, for `cancelBackup`.
     pub backups: crate::backup::RunningBackups,
+    /// Node-local settings of physical backups and restores.
+    pub physical: std::sync::Arc<crate::physical::PhysicalSettings>,
 }
 
 /// Handles one command to the end. Errors are logged, not returned: one failed
@@ -73,6 +75,9 @@ pub async fn handle(ctx: OpContext, cmd: CommandDoc, cancel: CancellationToken) 
                 )
                 .await;
             Ok(())
+        }
+        Command::Restore(r) if crate::physical::restore::is_physical(&ctx, r).await => {
+            crate::physical::restore::run(&ctx, &ctx.physical, opid, epoch, r, &cancel).await
         }
         Command::Restore(r) => super::restore_op::run(&ctx, opid, epoch, r, &cancel).await,
         Command::Resync(r) => super::resync::run(&ctx, opid, epoch, r.as_ref()).await,
@@ -296,7 +301,7 @@ async fn feature_compatibility_version(node: &Node) -> Option<String> {
         .map(str::to_string)
 }
 
-pub(super) async fn read_meta(node: &Node, name: &str) -> Result<Option<BackupMeta>, ControlError> {
+pub(crate) async fn read_meta(node: &Node, name: &str) -> Result<Option<BackupMeta>, ControlError> {
     let Some(raw) = backups(node)
         .find_one(doc! {"name": name})
         .await
@@ -476,6 +481,23 @@ async fn run_if_nominated(
                         &format!("backup started on {me} (nominated)"),
                     )
                     .await;
+                if cmd.kind == rbm_protocol::defs::BackupType::Physical {
+                    let job = crate::backup::BackupJob {
+                        node: &ctx.node,
+                        log: &ctx.log,
+                        opid: opid_hex.clone(),
+                        epoch,
+                        cmd,
+                        config,
+                        running: &ctx.backups,
+                    };
+                    crate::physical::cold::run(&job, &ctx.physical, &lock, cancel).await;
+                    if let Err(e) = lock.release().await {
+                        // On a single-member set the node may still be finding its feet.
+                        tracing::warn!("release the backup lock: {e}");
+                    }
+                    return Ok(());
+                }
                 if cmd.kind == rbm_protocol::defs::BackupType::Logical {
                     let job = crate::backup::BackupJob {
                         node: &ctx.node,
