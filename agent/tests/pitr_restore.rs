@@ -23,9 +23,11 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-/// Indexes every chunk object under `<storage>/pbmPitr` in `admin.pbmPITRChunks`, as a
-/// resync of PBM does (`MakeChunkMetaFromFilepath`, size from the object).
+/// Checks that the resync `rbm config` started indexed every chunk object under
+/// `<storage>/pbmPitr` in `admin.pbmPITRChunks` as PBM's resync does
+/// (`MakeChunkMetaFromFilepath`, size from the object); returns how many it checked.
 async fn index_chunks_on_storage(c: &Client, storage: &Path, only_rs: Option<&str>) -> usize {
+    wait_unlocked(c).await;
     let root = storage.join("pbmPitr");
     let mut n = 0;
     for rs in std::fs::read_dir(&root).expect("pbmPitr") {
@@ -45,7 +47,7 @@ async fn index_chunks_on_storage(c: &Client, storage: &Path, only_rs: Option<&st
                 let rel = f.strip_prefix(storage).expect("under storage");
                 let size = std::fs::metadata(&f).expect("stat").len() as i64;
                 let chunk = chunk_from_path(&rel.to_string_lossy(), size).expect("a chunk name");
-                insert_chunk(c, &chunk).await;
+                assert_chunk_indexed(c, &chunk).await;
                 n += 1;
             }
         }
@@ -59,6 +61,22 @@ async fn insert_chunk(c: &Client, chunk: &PitrChunk) {
         .insert_one(mongodb::bson::serialize_to_document(chunk).expect("chunk doc"))
         .await
         .expect("insert chunk");
+}
+
+async fn assert_chunk_indexed(c: &Client, chunk: &PitrChunk) {
+    let found = c
+        .database("admin")
+        .collection::<PitrChunk>("pbmPITRChunks")
+        .find_one(doc! {"rs": &chunk.rs, "start_ts": chunk.start_ts, "end_ts": chunk.end_ts})
+        .await
+        .expect("read pbmPITRChunks")
+        .unwrap_or_else(|| panic!("the resync did not index {}", chunk.file_name));
+    assert_eq!(
+        (&found.file_name, &found.compression, found.size),
+        (&chunk.file_name, &chunk.compression, chunk.size),
+        "chunk {} indexed differently",
+        chunk.file_name
+    );
 }
 
 /// Until the resync that `rbm config` started has released its lock.
