@@ -94,6 +94,12 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
         shutdown.clone(),
     ));
     tasks.spawn(intake::run(ctx, settings.poll_interval, shutdown.clone()));
+    // Outside `tasks` too: on shutdown the slicer flushes a last chunk, then ends.
+    let pitr = tokio::spawn(crate::pitr::slicer::run(
+        node.clone(),
+        log.clone(),
+        shutdown.clone(),
+    ));
     let hb_cancel = CancellationToken::new();
     {
         let hb_cancel = hb_cancel.clone();
@@ -130,6 +136,9 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
     }
     if let Err(e) = watchdog.await {
         tracing::error!("the stuck-backup watchdog failed: {e}");
+    }
+    if let Err(e) = pitr.await {
+        tracing::error!("the PITR slicer failed: {e}");
     }
     log.write(
         Severity::Info,

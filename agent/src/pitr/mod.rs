@@ -3,4 +3,7 @@
 //! that `list`, `status`, `restore --time` and deletion read from those chunks.
 
 pub mod slicer;
+pub mod slicer_chunk;
+pub mod slicer_lock;
+pub mod slicer_start;
 pub mod timeline;
