@@ -145,8 +145,10 @@ async fn oplog_entries(c: &Client, from: Timestamp, till: Timestamp) -> Vec<Vec<
         .collect()
 }
 
-/// Every indexed chunk is on storage with its indexed size, named as PBM names it, and
-/// decodes to exactly the oplog entries of its range. Returns the entry count.
+/// Every indexed chunk is on storage, named as PBM names it, and decodes to exactly the
+/// oplog entries of its range. Its indexed `size` is what PBM records: the oplog bytes
+/// for a sliced chunk, the object size for one copied from a backup. Returns the entry
+/// count.
 async fn verify_chunks(c: &Client, st: &DynStorage, rs: &str, ch: &[PitrChunk]) -> usize {
     let mut total = 0;
     for chunk in ch {
@@ -156,8 +158,7 @@ async fn verify_chunks(c: &Client, st: &DynStorage, rs: &str, ch: &[PitrChunk]) 
             rbm_protocol::names::pitr_chunk_path(rs, chunk.start_ts, chunk.end_ts, ".s2"),
         );
         assert_eq!(chunk.compression, "s2");
-        let meta = st.stat(&chunk.file_name).await.expect("chunk object");
-        assert_eq!(meta.size as i64, chunk.size, "{}", chunk.file_name);
+        let stored = st.stat(&chunk.file_name).await.expect("chunk object").size;
         let raw = st.open(&chunk.file_name).await.expect("open chunk");
         let plain = rbm_storage::codec::decompress_reader(
             raw,
@@ -175,6 +176,13 @@ async fn verify_chunks(c: &Client, st: &DynStorage, rs: &str, ch: &[PitrChunk]) 
             chunk.file_name,
             got.len(),
             want.len()
+        );
+        let bytes: usize = got.iter().map(Vec::len).sum();
+        assert!(
+            chunk.size == bytes as i64 || chunk.size == stored as i64,
+            "{}: size {} is neither the oplog bytes {bytes} nor the stored {stored}",
+            chunk.file_name,
+            chunk.size
         );
         total += got.len();
     }
@@ -194,6 +202,19 @@ async fn assert_no_unindexed_objects(st: &DynStorage, ch: &[PitrChunk]) {
             o.name
         );
     }
+}
+
+/// Waits until `n` agents report with storage ok, so nomination sees all of them.
+async fn registered(c: &Client, n: usize) {
+    wait_for(
+        Duration::from_secs(40),
+        "agents with storage ok",
+        || async {
+            let docs = find_all(c, "pbmAgents", doc! {"stors.ok": true}).await;
+            (docs.len() == n).then_some(())
+        },
+    )
+    .await;
 }
 
 async fn lock_holder(c: &Client) -> Option<String> {
@@ -301,7 +322,9 @@ async fn secondary_slices_and_primary_takes_over_after_kill_mid_upload() {
     let c = client(&server).await;
     let store = tempfile::tempdir().expect("store");
     let conf = rbm_e2e::fs_conf(store.path());
-    set_config(&c, &conf, oplog_only(0.1)).await;
+    let mut pitr = oplog_only(0.1);
+    pitr.insert("enabled", false);
+    set_config(&c, &conf, pitr).await;
     // Not more than the oplog's 20,000 entries over the test, so every chunk can still
     // be compared with it.
     let writer = Writer::start(&c, 12);
@@ -309,6 +332,8 @@ async fn secondary_slices_and_primary_takes_over_after_kill_mid_upload() {
     let throttle = [(rbm_agent::pitr::slicer_chunk::TEST_THROTTLE_ENV, "300")];
     let _primary = Agent::start(&server, "p:27017", "primary", &agent_env(&throttle));
     let mut secondary = Agent::start(&server, "s:27017", "secondary", &agent_env(&throttle));
+    registered(&c, 2).await;
+    set_pitr_enabled(&c, true).await;
 
     let first = wait_chunks(&c, 1, Duration::from_secs(60)).await.len();
     assert_eq!(lock_holder(&c).await.as_deref(), Some("s:27017"));
@@ -560,4 +585,26 @@ async fn s3_chunks_decode_to_the_oplog() {
         .expect("storage");
     let n = verify_chunks(&c, &st, server.replset(), &ch).await;
     assert!(n > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pitr_priority_picks_the_slicer() {
+    let server = MongoServer::start().await;
+    let c = client(&server).await;
+    let store = tempfile::tempdir().expect("store");
+    let conf = rbm_e2e::fs_conf(store.path());
+    let mut pitr = oplog_only(0.05);
+    pitr.insert("priority", doc! {"p:27017": 2.0});
+    pitr.insert("enabled", false);
+    set_config(&c, &conf, pitr).await;
+    let writer = Writer::start(&c, 5);
+    // Without the map the secondary would win (see the takeover test).
+    let _s = Agent::start(&server, "s:27017", "secondary", &agent_env(&[]));
+    let _p = Agent::start(&server, "p:27017", "primary", &agent_env(&[]));
+    registered(&c, 2).await;
+    set_pitr_enabled(&c, true).await;
+    let ch = wait_chunks(&c, 2, Duration::from_secs(60)).await;
+    writer.stop().await;
+    assert_eq!(lock_holder(&c).await.as_deref(), Some("p:27017"));
+    assert_contiguous(&ch);
 }

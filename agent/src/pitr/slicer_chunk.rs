@@ -81,7 +81,7 @@ pub async fn upload(
     let fname = names::pitr_chunk_path(&t.rs, from, till, t.compression.extension());
     tracing::debug!("uploading chunk {fname}");
     let result = stream_range(node, t, &fname, from, till, cancel).await;
-    let (size, entries) = match result {
+    let (raw, entries) = match result {
         Ok(v) => v,
         Err(e) => {
             if let Err(d) = t.storage.delete(&fname).await {
@@ -97,7 +97,9 @@ pub async fn upload(
         compression: t.compression.as_str().to_string(),
         start_ts: from,
         end_ts: till,
-        size: size as i64,
+        // PBM records the oplog bytes read (what `storage.Upload` returns), not the
+        // compressed size: `status` and `list` sum this field as PBM does.
+        size: raw as i64,
     };
     if let Err(e) = index(node, &meta).await {
         // Unindexed, the object would only confuse a later resync.
@@ -109,8 +111,8 @@ pub async fn upload(
     Ok(Stored { meta, entries })
 }
 
-/// Streams the range into storage; returns (stored bytes, entries) once the object is
-/// stored and its size checked.
+/// Streams the range into storage; returns (oplog bytes, entries) once the object is
+/// stored and its stored size checked against the bytes the codec produced.
 async fn stream_range(
     node: &Node,
     t: &ChunkTarget,
@@ -124,11 +126,12 @@ async fn stream_range(
     let input = rbm_storage::codec::compress_reader(reader, t.compression, t.level);
     let save = t.storage.save(fname, input, None, cancel);
     let produce = async {
-        let mut n = 0u64;
+        let (mut n, mut raw) = (0u64, 0u64);
         loop {
             match range.next().await {
                 Ok(Some(entry)) => {
                     n += 1;
+                    raw += entry.as_bytes().len() as u64;
                     if sink.write(entry.as_bytes()).await.is_err() {
                         return Err(None);
                     }
@@ -144,11 +147,11 @@ async fn stream_range(
             }
         }
         sink.finish().await.map_err(|_| None)?;
-        Ok(n)
+        Ok((n, raw))
     };
     let (produced, saved) = tokio::join!(produce, save);
-    let (entries, stored) = match (produced, saved) {
-        (Ok(n), Ok(stored)) => (n, stored),
+    let ((entries, raw), stored) = match (produced, saved) {
+        (Ok(v), Ok(stored)) => (v, stored),
         (Err(Some(e)), _) => return Err(e),
         (_, Err(e)) => return Err(e.into()),
         (Err(None), Ok(_)) => {
@@ -162,7 +165,7 @@ async fn stream_range(
             st.size
         )));
     }
-    Ok((stored, entries))
+    Ok((raw, entries))
 }
 
 /// Copies a logical backup's oplog slices (`<bcp>/<rs>/oplog/…`) into `pbmPitr/` and
