@@ -608,3 +608,48 @@ async fn pitr_priority_picks_the_slicer() {
     assert_eq!(lock_holder(&c).await.as_deref(), Some("p:27017"));
     assert_contiguous(&ch);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_restore_stops_slicing_until_it_ends() {
+    let server = MongoServer::start().await;
+    let c = client(&server).await;
+    let store = tempfile::tempdir().expect("store");
+    let conf = rbm_e2e::fs_conf(store.path());
+    set_config(&c, &conf, oplog_only(0.05)).await;
+    let writer = Writer::start(&c, 5);
+    let _agent = Agent::start(&server, "n1:27017", "primary", &agent_env(&[]));
+    wait_chunks(&c, 1, Duration::from_secs(60)).await;
+
+    // A live restore lock (as a restoring agent holds it) in pbmLock.
+    let locks = c.database("admin").collection::<Document>("pbmLock");
+    locks
+        .insert_one(
+            doc! {"type": "restore", "replset": server.replset(), "node": "r:27017",
+            "opid": "6b0000000000000000000001", "hb": cluster_time(&c).await},
+        )
+        .await
+        .expect("restore lock");
+    wait_for(Duration::from_secs(30), "the slicer stopped", || async {
+        lock_holder(&c).await.is_none().then_some(())
+    })
+    .await;
+    let stopped = chunks(&c).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        chunks(&c).await.len(),
+        stopped.len(),
+        "sliced during a restore"
+    );
+    let paused = pitr_log(&c, 3).await;
+    assert!(
+        paused
+            .iter()
+            .any(|m| m.contains("stopping for lock [restore")),
+        "{paused:?}"
+    );
+
+    locks.delete_many(doc! {}).await.expect("restore ends");
+    let after = wait_chunks(&c, stopped.len() + 2, Duration::from_secs(60)).await;
+    writer.stop().await;
+    assert_contiguous(&after);
+}

@@ -557,6 +557,23 @@ impl Session<'_> {
                 .await;
                 return Ok(Stop::Backup);
             }
+            // Another operation (a restore, a resync, ...) took the cluster: PBM's restore
+            // disables PITR and waits for the slicers; stop here as soon as it is seen.
+            if let Some(l) = blocking_op(self.node, &self.cfg).await? {
+                if l.kind != Some(CommandKind::Backup) {
+                    self.log(
+                        Severity::Info,
+                        &format!(
+                            "stopping for lock [{}, opid: {}]",
+                            l.kind.map(|k| k.as_str()).unwrap_or(""),
+                            l.opid
+                        ),
+                    )
+                    .await;
+                    self.cut(&target, &mut last, None, &cancel).await?;
+                    return Ok(Stop::Reconfig);
+                }
+            }
             if Instant::now() < next_cut {
                 continue;
             }
@@ -694,6 +711,37 @@ impl Session<'_> {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
+}
+
+/// PBM's restore prologue for the slicers (`SetConfigVar pitr.enabled=false` then
+/// `waitForPITRSlicerStop`): disables PITR (moving the config epoch, as `--set
+/// pitr.enabled` does) and waits up to 2 minutes until no live agent holds the replica
+/// set's PITR lock, so the slicer's last chunk is stored before data is touched.
+///
+/// # Errors
+/// Database errors, or the slicer still running after 2 minutes.
+pub async fn disable_and_wait(node: &Node) -> Result<(), SlicerError> {
+    let now = node.cluster_time().await?;
+    node.pbm
+        .database(DB)
+        .collection::<bson::Document>(rbm_protocol::defs::CONFIG_COLLECTION)
+        .update_one(
+            doc! {"profile": {"$ne": true}},
+            doc! {"$set": {"pitr.enabled": false, "epoch": now}},
+        )
+        .await
+        .map_err(SlicerError::db("disable PITR in admin.pbmConfig"))?;
+    let store = PitrLockStore::new(node);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while store.live_holder(&node.info.replset).await?.is_some() {
+        if Instant::now() > deadline {
+            return Err(SlicerError::Other(
+                "done waiting for oplog slicer to stop: it still holds its lock".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Ok(())
 }
 
 /// The lock heartbeat every 5 s; a lock taken over cancels `lost`.
