@@ -115,6 +115,12 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
     // Outside `tasks` too: it holds no lock across a shutdown.
     let scheduler = tokio::spawn(crate::scheduler::run(ctx.clone(), shutdown.clone()));
     tasks.spawn(intake::run(ctx, settings.poll_interval, shutdown.clone()));
+    // Outside `tasks` too: on shutdown the slicer flushes a last chunk, then ends.
+    let pitr = tokio::spawn(crate::pitr::slicer::run(
+        node.clone(),
+        log.clone(),
+        shutdown.clone(),
+    ));
     let hb_cancel = CancellationToken::new();
     {
         let hb_cancel = hb_cancel.clone();
@@ -154,6 +160,9 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
     }
     if let Err(e) = watchdog.await {
         tracing::error!("the stuck-backup watchdog failed: {e}");
+    }
+    if let Err(e) = pitr.await {
+        tracing::error!("the PITR slicer failed: {e}");
     }
     if let Some(m) = metrics {
         let _ = m.await;

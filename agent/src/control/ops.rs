@@ -1,8 +1,6 @@
-//! What an agent does with each command. Logical backups run for real (`crate::backup`);
-//! the restore, PITR and maintenance engines are not in this build yet: their handlers
-//! still take part in the protocol (nomination, locks, `pbmOpLog`) so that exactly one
-//! agent per replica set answers, once, and the answer is an honest failure instead of
-//! a hang.
+//! What an agent does with each command: each one goes to its engine (backup, restore,
+//! PITR replay, physical, lifecycle), which takes part in the protocol (nomination,
+//! locks, `pbmOpLog`) so that exactly one agent per replica set answers, once.
 
 use super::lock::{acquire_for_op, HeldLock, LockKind, OpLock};
 use super::pbmlog::{Event, PbmLog};
@@ -71,7 +69,7 @@ pub async fn handle(ctx: OpContext, cmd: CommandDoc, cancel: CancellationToken) 
                 .write(
                     Severity::Debug,
                     &ev,
-                    "PITR is not available in this rbm build",
+                    "pitr: slicing follows pitr.enabled in the config; nothing to do",
                 )
                 .await;
             Ok(())

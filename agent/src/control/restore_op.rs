@@ -78,6 +78,17 @@ pub async fn run(
         },
         None => (cmd, None),
     };
+    // PBM's prologue: PITR off, and the slicer's last chunk stored, before data is
+    // touched (the slicer would otherwise cut chunks of the restore's own writes).
+    if let Err(e) = crate::pitr::slicer::disable_and_wait(&ctx.node).await {
+        let msg = format!("unable to stop PITR slicer: {e}");
+        write_error_meta(ctx, opid, cmd, &msg).await?;
+        ctx.log.write(Severity::Error, &ev, &msg).await;
+        return lock.release().await;
+    }
+    ctx.log
+        .write(Severity::Info, &ev, "oplog slicer disabled")
+        .await;
     ctx.log
         .write(
             Severity::Info,

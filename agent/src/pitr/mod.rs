@@ -6,4 +6,7 @@ pub mod restore_pitr;
 pub mod restore_plan;
 pub mod restore_replay;
 pub mod slicer;
+pub mod slicer_chunk;
+pub mod slicer_lock;
+pub mod slicer_start;
 pub mod timeline;
