@@ -20,7 +20,9 @@ pub struct PitrChunk {
     pub compression: String,
     pub start_ts: Timestamp,
     pub end_ts: Timestamp,
-    /// Stored (compressed) size in bytes.
+    /// PBM's size: the oplog bytes fed into the compressor (`storage.Upload`'s count),
+    /// not the stored object's size; chunks copied from a backup's oplog slices and
+    /// chunks indexed by a resync carry the stored size instead, as in PBM.
     pub size: i64,
 }
 
