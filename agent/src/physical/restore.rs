@@ -243,6 +243,15 @@ async fn restore(
             return Err(e);
         }
     };
+    // PBM's prologue, as for a logical restore: PITR off and the slicer's last chunk
+    // stored before the node is stopped under it.
+    if leader {
+        if let Err(e) = crate::pitr::slicer::disable_and_wait(node).await {
+            let e = PhysicalError::Other(format!("unable to stop PITR slicer: {e}"));
+            let _ = set_meta(ctx, &cmd.name, Status::Error, Some(&e.to_string())).await;
+            return Err(e);
+        }
+    }
     let progress = Progress {
         storage: storage.clone(),
         dir: names::phys_restore_dir(&cmd.name),
