@@ -527,6 +527,23 @@ async fn do_logical(
 
     check_objects(storage.as_ref(), &expected).await?;
 
+    mark_done(node, storage.as_ref(), name, stop).await?;
+    job.log(Severity::Info, "backup finished").await;
+    Ok(())
+}
+
+/// The last step of every backup type: unless the backup was failed or canceled
+/// meanwhile, writes `<name>.pbm.json` (the meta as done), checks it on storage, and only
+/// then marks the meta `done`, so a backup is never done before its objects are stored.
+///
+/// # Errors
+/// Database and storage errors; the backup ended elsewhere.
+pub(crate) async fn mark_done(
+    node: &Node,
+    storage: &dyn rbm_storage::Storage,
+    name: &str,
+    stop: &CancellationToken,
+) -> Result<(), BackupError> {
     let mut done = state::get(node, name)
         .await?
         .ok_or_else(|| BackupError::Other("the backup meta vanished".into()))?;
@@ -558,13 +575,12 @@ async fn do_logical(
             stop,
         )
         .await?;
-    check_objects(storage.as_ref(), &[(json_name, json_len)]).await?;
+    check_objects(storage, &[(json_name, json_len)]).await?;
     if !state::change_with_time(node, doc! {"name": name}, Status::Done, "", now).await? {
         return Err(BackupError::Other(
             "the backup ended elsewhere (marked error or canceled) before it was done".into(),
         ));
     }
-    job.log(Severity::Info, "backup finished").await;
     Ok(())
 }
 

@@ -452,43 +452,7 @@ async fn do_backup(
 
     check_objects(storage.as_ref(), &expected).await?;
 
-    let mut done = state::get(node, name)
-        .await?
-        .ok_or_else(|| PhysicalError::Other("the backup meta vanished".into()))?;
-    if matches!(done.status, Status::Error | Status::Canceled) {
-        return Err(PhysicalError::Other(format!(
-            "the backup was marked {} meanwhile: {}",
-            done.status,
-            done.error.unwrap_or_default()
-        )));
-    }
-    let now = unix_now();
-    done.status = Status::Done;
-    done.last_transition_ts = now;
-    done.conditions.push(rbm_protocol::meta::backup::Condition {
-        timestamp: now,
-        status: Status::Done,
-        error: None,
-    });
-    let json = done
-        .to_pbm_json()
-        .map_err(|e| PhysicalError::Other(format!("encode {name}.pbm.json: {e}")))?;
-    let json_name = names::backup_meta_file(name);
-    let json_len = json.len() as u64;
-    storage
-        .save(
-            &json_name,
-            Box::new(std::io::Cursor::new(json.into_bytes())),
-            Some(json_len),
-            stop,
-        )
-        .await?;
-    check_objects(storage.as_ref(), &[(json_name, json_len)]).await?;
-    if !state::change_with_time(node, doc! {"name": name}, Status::Done, "", now).await? {
-        return Err(PhysicalError::Other(
-            "the backup ended elsewhere (marked error or canceled) before it was done".into(),
-        ));
-    }
+    crate::backup::logical::mark_done(node, storage.as_ref(), name, stop).await?;
     log(job, Severity::Info, "backup finished").await;
     Ok(())
 }
