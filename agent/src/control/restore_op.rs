@@ -13,9 +13,8 @@ use bson::{doc, Document, Timestamp};
 use mongodb::Collection;
 use rbm_protocol::command::RestoreCmd;
 use rbm_protocol::defs::{BackupType, CommandKind, OpId, Status, DB, RESTORES_COLLECTION};
-use rbm_protocol::meta::backup::Condition;
 use rbm_protocol::meta::log::Severity;
-use rbm_protocol::meta::restore::{RestoreMeta, RestoreReplset, RestoreShardStat};
+use rbm_protocol::meta::restore::RestoreMeta;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) fn restores(ctx: &OpContext) -> Collection<Document> {
@@ -310,51 +309,19 @@ fn new_meta(
     status: Status,
     error: Option<&str>,
 ) -> RestoreMeta {
-    let now = unix_now();
-    let cond = Condition {
-        timestamp: now,
-        status,
-        error: error.map(str::to_string),
-    };
-    let zero = Timestamp {
-        time: 0,
-        increment: 0,
-    };
-    RestoreMeta {
-        id: None,
-        status,
-        error: error.map(str::to_string),
-        name: cmd.name.clone(),
-        opid: opid.to_hex(),
-        backup: cmd.backup_name.clone(),
-        bcp_chain: None,
-        namespaces: cmd.namespaces.clone(),
-        start_pitr: 0,
-        pitr: cmd.oplog_ts.map_or(0, |t| i64::from(t.time)),
-        replsets: vec![RestoreReplset {
-            name: ctx.node.info.replset.clone(),
-            start_ts: now,
-            status,
-            committed_txn: None,
-            committed_txn_set: false,
-            partial_txn: None,
-            current_op: zero,
-            last_transition_ts: now,
-            last_write_ts: zero,
-            nodes: Vec::new(),
-            error: error.map(str::to_string),
-            conditions: vec![cond.clone()],
-            hb,
-            stat: RestoreShardStat::default(),
-        }],
+    let mut m = RestoreMeta::single_rs(
+        &cmd.name,
+        &cmd.backup_name,
+        &ctx.node.info.replset,
+        unix_now(),
         hb,
-        start_ts: now,
-        last_transition_ts: now,
-        conditions: vec![cond],
-        kind: BackupType::Logical,
-        leader: String::new(),
-        stat: None,
-    }
+        status,
+        error,
+    );
+    m.opid = opid.to_hex();
+    m.namespaces = cmd.namespaces.clone();
+    m.pitr = cmd.oplog_ts.map_or(0, |t| i64::from(t.time));
+    m
 }
 
 async fn insert_meta(ctx: &OpContext, opid: OpId, cmd: &RestoreCmd) -> Result<(), ControlError> {

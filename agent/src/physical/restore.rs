@@ -29,9 +29,9 @@ use bson::{doc, Document, Timestamp};
 use futures::TryStreamExt;
 use rbm_protocol::command::RestoreCmd;
 use rbm_protocol::defs::{self, BackupType, CommandKind, OpId, Status, DB};
-use rbm_protocol::meta::backup::{BackupMeta, Condition};
+use rbm_protocol::meta::backup::BackupMeta;
 use rbm_protocol::meta::log::Severity;
-use rbm_protocol::meta::restore::{RestoreMeta, RestoreNode, RestoreReplset, RestoreShardStat};
+use rbm_protocol::meta::restore::{RestoreMeta, RestoreNode};
 use rbm_protocol::names;
 use rbm_storage::{Compression, DynStorage};
 use std::path::{Path, PathBuf};
@@ -900,51 +900,17 @@ fn new_meta(
     status: Status,
     error: Option<&str>,
 ) -> RestoreMeta {
-    let now = unix_now();
-    let cond = Condition {
-        timestamp: now,
-        status,
-        error: error.map(str::to_string),
-    };
-    let zero = Timestamp {
-        time: 0,
-        increment: 0,
-    };
-    RestoreMeta {
-        id: None,
-        status,
-        error: error.map(str::to_string),
-        name: cmd.name.clone(),
-        opid: String::new(),
-        backup: cmd.backup_name.clone(),
-        bcp_chain: None,
-        namespaces: Vec::new(),
-        start_pitr: 0,
-        pitr: 0,
-        replsets: vec![RestoreReplset {
-            name: ctx.node.info.replset.clone(),
-            start_ts: now,
-            status,
-            committed_txn: None,
-            committed_txn_set: false,
-            partial_txn: None,
-            current_op: zero,
-            last_transition_ts: now,
-            last_write_ts: zero,
-            nodes: Vec::new(),
-            error: error.map(str::to_string),
-            conditions: vec![cond.clone()],
-            hb,
-            stat: RestoreShardStat::default(),
-        }],
+    let mut m = RestoreMeta::single_rs(
+        &cmd.name,
+        &cmd.backup_name,
+        &ctx.node.info.replset,
+        unix_now(),
         hb,
-        start_ts: now,
-        last_transition_ts: now,
-        conditions: vec![cond],
-        kind: BackupType::Physical,
-        leader: String::new(),
-        stat: None,
-    }
+        status,
+        error,
+    );
+    m.kind = BackupType::Physical;
+    m
 }
 
 async fn insert_meta(

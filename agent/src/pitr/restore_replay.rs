@@ -16,10 +16,9 @@ use crate::node::NodeRole;
 use crate::oplog::{Applier, ApplyOptions, ReplayRange};
 use bson::Timestamp;
 use rbm_protocol::command::ReplayCmd;
-use rbm_protocol::defs::{BackupType, CommandKind, OpId, Status, DB};
-use rbm_protocol::meta::backup::Condition;
+use rbm_protocol::defs::{CommandKind, OpId, Status, DB};
 use rbm_protocol::meta::log::Severity;
-use rbm_protocol::meta::restore::{RestoreMeta, RestoreReplset, RestoreShardStat};
+use rbm_protocol::meta::restore::RestoreMeta;
 use tokio_util::sync::CancellationToken;
 
 /// Handles a `replay` command.
@@ -204,51 +203,18 @@ async fn write_meta(
         return set_status(ctx, &cmd.name, status, error).await;
     }
     let hb = ctx.node.cluster_time().await?;
-    let now = unix_now();
-    let cond = Condition {
-        timestamp: now,
-        status,
-        error: error.map(str::to_string),
-    };
-    let zero = Timestamp {
-        time: 0,
-        increment: 0,
-    };
-    let m = RestoreMeta {
-        id: None,
-        status,
-        error: error.map(str::to_string),
-        name: cmd.name.clone(),
-        opid: opid.to_hex(),
-        backup: String::new(),
-        bcp_chain: None,
-        namespaces: Vec::new(),
-        start_pitr: cmd.start.map_or(0, |t| i64::from(t.time)),
-        pitr: cmd.end.map_or(0, |t| i64::from(t.time)),
-        replsets: vec![RestoreReplset {
-            name: ctx.node.info.replset.clone(),
-            start_ts: now,
-            status,
-            committed_txn: None,
-            committed_txn_set: false,
-            partial_txn: None,
-            current_op: zero,
-            last_transition_ts: now,
-            last_write_ts: zero,
-            nodes: Vec::new(),
-            error: error.map(str::to_string),
-            conditions: vec![cond.clone()],
-            hb,
-            stat: RestoreShardStat::default(),
-        }],
+    let mut m = RestoreMeta::single_rs(
+        &cmd.name,
+        "",
+        &ctx.node.info.replset,
+        unix_now(),
         hb,
-        start_ts: now,
-        last_transition_ts: now,
-        conditions: vec![cond],
-        kind: BackupType::Logical,
-        leader: String::new(),
-        stat: None,
-    };
+        status,
+        error,
+    );
+    m.opid = opid.to_hex();
+    m.start_pitr = cmd.start.map_or(0, |t| i64::from(t.time));
+    m.pitr = cmd.end.map_or(0, |t| i64::from(t.time));
     let d = bson::serialize_to_document(&m).map_err(ControlError::bson("encode restore meta"))?;
     match restores(ctx).insert_one(d).await {
         Ok(_) => Ok(()),

@@ -49,6 +49,64 @@ pub struct RestoreMeta {
 }
 
 impl RestoreMeta {
+    /// A new restore of one replica set in `status` at `now` (unix seconds) and cluster
+    /// time `hb`, as every restore kind first records it; the caller fills in what is
+    /// its own (`opid`, `nss`, `start_pitr`, `pitr`, `type`).
+    pub fn single_rs(
+        name: &str,
+        backup: &str,
+        rs: &str,
+        now: i64,
+        hb: Timestamp,
+        status: Status,
+        error: Option<&str>,
+    ) -> Self {
+        let cond = super::Condition {
+            timestamp: now,
+            status,
+            error: error.map(str::to_string),
+        };
+        let zero = Timestamp {
+            time: 0,
+            increment: 0,
+        };
+        Self {
+            id: None,
+            status,
+            error: error.map(str::to_string),
+            name: name.to_string(),
+            opid: String::new(),
+            backup: backup.to_string(),
+            bcp_chain: None,
+            namespaces: Vec::new(),
+            start_pitr: 0,
+            pitr: 0,
+            replsets: vec![RestoreReplset {
+                name: rs.to_string(),
+                start_ts: now,
+                status,
+                committed_txn: None,
+                committed_txn_set: false,
+                partial_txn: None,
+                current_op: zero,
+                last_transition_ts: now,
+                last_write_ts: zero,
+                nodes: Vec::new(),
+                error: error.map(str::to_string),
+                conditions: vec![cond.clone()],
+                hb,
+                stat: RestoreShardStat::default(),
+            }],
+            hb,
+            start_ts: now,
+            last_transition_ts: now,
+            conditions: vec![cond],
+            kind: BackupType::Logical,
+            leader: String::new(),
+            stat: None,
+        }
+    }
+
     /// The JSON PBM writes for a physical restore (`.pbm.restore/<name>.json`).
     pub fn to_pbm_json(&self) -> Result<String, GoJsonError> {
         let mut doc = bson::serialize_to_document(self)?;
