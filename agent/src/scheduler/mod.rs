@@ -33,6 +33,10 @@ pub const SCHEDULE_COLLECTION: &str = "rbmSchedule";
 const LEADER_ID: &str = "leader";
 /// How often the leader looks at the tasks: fine enough for 6-field (seconds) crons.
 const TICK: Duration = Duration::from_secs(1);
+/// Without enabled tasks the config is read less often: a cluster that schedules
+/// nothing pays one small read per agent every few seconds, and a new task is picked
+/// up within this long.
+const IDLE_TICK: Duration = Duration::from_secs(5);
 
 /// Checks the cron expressions of a config's schedule (the rest is checked by
 /// [`Config::validate`]).
@@ -87,23 +91,30 @@ fn coll(ctx: &OpContext) -> mongodb::Collection<Document> {
 
 /// The scheduler loop of one agent; ends with `shutdown`.
 pub async fn run(ctx: OpContext, shutdown: CancellationToken) {
+    let mut wait = IDLE_TICK;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(TICK) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
-        if let Err(e) = tick(&ctx).await {
-            tracing::warn!("scheduler: {e}");
-        }
+        wait = match tick(&ctx).await {
+            Ok(true) => TICK,
+            Ok(false) => IDLE_TICK,
+            Err(e) => {
+                tracing::warn!("scheduler: {e}");
+                IDLE_TICK
+            }
+        };
     }
 }
 
-async fn tick(ctx: &OpContext) -> Result<(), String> {
+/// `Ok(true)` while the config has enabled tasks.
+async fn tick(ctx: &OpContext) -> Result<bool, String> {
     let Some(cfg) = crate::control::heartbeat::Heartbeat::main_config(&ctx.node)
         .await
         .map_err(|e| e.to_string())?
     else {
-        return Ok(());
+        return Ok(false);
     };
     let tasks: Vec<&ScheduleTask> = cfg
         .schedule
@@ -112,20 +123,20 @@ async fn tick(ctx: &OpContext) -> Result<(), String> {
         .filter(|t| t.enabled)
         .collect();
     if tasks.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     if ctx.node.hello().await.map_err(|e| e.to_string())?.0 == NodeRole::Arbiter {
-        return Ok(());
+        return Ok(false);
     }
     if !lead(ctx).await? {
-        return Ok(());
+        return Ok(true);
     }
     for t in tasks {
         if let Err(e) = task_tick(ctx, &cfg, t).await {
             tracing::warn!(task = %t.name, "scheduler: {e}");
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Takes or keeps the leader document; `false` while a live agent holds it.
