@@ -10,6 +10,7 @@
 #
 # Usage: bench/logical.sh            (RBM_BENCH_NDOCS=100000 docs x 3 collections)
 #        RBM_BENCH_COMPRESSIONS="s2" bench/logical.sh
+#        RBM_BENCH_KEEP=1 bench/logical.sh   (keep the scratch dir with the agent and server logs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo >/dev/null 2>&1 || export PATH="$HOME/.cargo/bin:$PATH"
@@ -23,7 +24,7 @@ CLUSTER_WHO=bench
 CLUSTER_DIR="$(mktemp -d /tmp/rbm-bench-logical.XXXXXX)"
 # shellcheck source=../scripts/lib/cluster.sh
 source scripts/lib/cluster.sh
-trap 'cluster_stop; rm -rf "$CLUSTER_DIR"' EXIT
+trap 'cluster_stop; [[ -n "${RBM_BENCH_KEEP:-}" ]] || rm -rf "$CLUSTER_DIR"' EXIT
 
 scripts/test-services install mongodb >/dev/null
 cargo build --release --quiet -p rbm-agent --bins --example raw_scan
