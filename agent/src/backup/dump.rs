@@ -25,6 +25,8 @@ const BATCH: u32 = 10_000;
 const BATCH_SMALL: u32 = 1_000;
 /// Bytes a batch should hold.
 const BATCH_BYTES: u64 = 4 << 20;
+/// The same on SecantusDB (see `dump_collection`).
+const SECANTUS_BATCH_BYTES: u64 = 1 << 20;
 /// Bytes gathered before they are handed to the codec.
 const FLUSH: usize = 256 << 10;
 /// Handed-over buffers waiting for the codec.
@@ -253,8 +255,12 @@ async fn sample_doc_size(coll: &mongodb::Collection<RawDocumentBuf>) -> Option<u
 /// Documents per batch: about [`BATCH_BYTES`] of them, so that a server that does not cap
 /// its replies at 16 MiB cannot make one reply hold a whole collection.
 fn batch_size(avg_obj_size: Option<u64>) -> u32 {
+    batch_size_for(avg_obj_size, BATCH_BYTES)
+}
+
+fn batch_size_for(avg_obj_size: Option<u64>, bytes: u64) -> u32 {
     match avg_obj_size {
-        Some(avg) => (BATCH_BYTES / avg.max(1)).clamp(1, u64::from(BATCH)) as u32,
+        Some(avg) => (bytes / avg.max(1)).clamp(1, u64::from(BATCH)) as u32,
         None => BATCH_SMALL,
     }
 }
@@ -269,21 +275,25 @@ pub async fn dump_collection(
     let coll = node.database(&ns.db).collection::<RawDocumentBuf>(&ns.name);
     // SecantusDB answers collStats by scanning the collection, which costs as much as
     // the dump itself; without the hint the storage sizes its parts as it goes.
-    let sizes = if crate::testserver::is_secantus(node).await {
+    let (sizes, batch) = if crate::testserver::is_secantus(node).await {
         // The read batches are still sized by bytes: one document stands for the rest
-        // (the server does not cap its replies at 16 MiB).
-        CollSizes {
-            hint: None,
-            avg_obj_size: sample_doc_size(&coll).await,
-        }
+        // (the server does not cap its replies at 16 MiB). Its replies cost more than
+        // linearly in their size: 4 MiB batches made the 215 MB bench dump take 12.7 s,
+        // ~0.7-1 MiB ones 8.3 s (bench/logical.sh), so it gets smaller ones.
+        let avg = sample_doc_size(&coll).await;
+        (
+            CollSizes {
+                hint: None,
+                avg_obj_size: avg,
+            },
+            batch_size_for(avg, SECANTUS_BATCH_BYTES),
+        )
     } else {
-        coll_sizes(node, ns, target.compression).await
+        let sizes = coll_sizes(node, ns, target.compression).await;
+        let batch = batch_size(sizes.avg_obj_size);
+        (sizes, batch)
     };
-    let mut cursor = match coll
-        .find(doc! {})
-        .batch_size(batch_size(sizes.avg_obj_size))
-        .await
-    {
+    let mut cursor = match coll.find(doc! {}).batch_size(batch).await {
         Ok(c) => c,
         Err(e) if is_collection_dropped(&e) => return Ok(Dumped::default()),
         Err(e) => {
