@@ -277,16 +277,17 @@ pub async fn dump_collection(
     // the dump itself; without the hint the storage sizes its parts as it goes.
     let (sizes, batch) = if crate::testserver::is_secantus(node).await {
         // The read batches are still sized by bytes: one document stands for the rest
-        // (the server does not cap its replies at 16 MiB). Its replies cost more than
-        // linearly in their size: 4 MiB batches made the 215 MB bench dump take 12.7 s,
-        // ~0.7-1 MiB ones 8.3 s (bench/logical.sh), so it gets smaller ones.
+        // (the server does not cap its replies at 16 MiB). Its reads are fastest in
+        // batches of at most 1,000 documents: the 215 MB bench dump (bench/logical.sh)
+        // took 8.3 s with 1,000, 12.3-14 s with ~1,470 (1 MiB) and 12.7 s with ~5,900
+        // (4 MiB), so both bounds apply.
         let avg = sample_doc_size(&coll).await;
         (
             CollSizes {
                 hint: None,
                 avg_obj_size: avg,
             },
-            batch_size_for(avg, SECANTUS_BATCH_BYTES),
+            batch_size_for(avg, SECANTUS_BATCH_BYTES).min(BATCH_SMALL),
         )
     } else {
         let sizes = coll_sizes(node, ns, target.compression).await;
