@@ -277,10 +277,10 @@ pub async fn dump_collection(
     // the dump itself; without the hint the storage sizes its parts as it goes.
     let (sizes, batch) = if crate::testserver::is_secantus(node).await {
         // The read batches are still sized by bytes: one document stands for the rest
-        // (the server does not cap its replies at 16 MiB). Its reads are fastest in
-        // batches of at most 1,000 documents: the 215 MB bench dump (bench/logical.sh)
-        // took 8.3 s with 1,000, 12.3-14 s with ~1,470 (1 MiB) and 12.7 s with ~5,900
-        // (4 MiB), so both bounds apply.
+        // (the server does not cap its replies at 16 MiB). Smaller batches than on
+        // mongod: the agent's peak RSS in the 215 MB bench (bench/logical.sh) was
+        // 35-41 MB with these against 58-67 MB with 4 MiB ones; the dump's wall time
+        // varied between runs (8.3-14 s) more than between batch sizes.
         let avg = sample_doc_size(&coll).await;
         (
             CollSizes {
