@@ -84,6 +84,7 @@ pub async fn run_logical(job: &BackupJob<'_>, lock: &HeldLock, shutdown: &Cancel
         name.clone(),
         lock_lost.clone(),
         hb_stop.clone(),
+        false,
     );
 
     let storage_cell: std::sync::Mutex<Option<DynStorage>> = std::sync::Mutex::new(None);
@@ -159,14 +160,23 @@ pub async fn run_logical(job: &BackupJob<'_>, lock: &HeldLock, shutdown: &Cancel
 }
 
 /// The lock and the meta heartbeats, every 5 s on cluster time. A lost lock (taken over
-/// as stale) stops the backup.
-fn heartbeats(
+/// as stale) stops the backup. `node_may_be_down` (a cold physical backup stops its
+/// node) logs failed beats at debug level, where they are expected, instead of warn.
+pub(crate) fn heartbeats(
     node: Node,
     lock: HeldLock,
     name: String,
     lost: CancellationToken,
     stop: CancellationToken,
+    node_may_be_down: bool,
 ) -> tokio::task::JoinHandle<()> {
+    let failed = move |what: &str, e: &dyn std::fmt::Display| {
+        if node_may_be_down {
+            tracing::debug!("{what}: {e}");
+        } else {
+            tracing::warn!("{what}: {e}");
+        }
+    };
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -179,10 +189,10 @@ fn heartbeats(
                     lost.cancel();
                     return;
                 }
-                Err(e) => tracing::warn!("backup lock heartbeat: {e}"),
+                Err(e) => failed("backup lock heartbeat", &e),
             }
             if let Err(e) = state::heartbeat(&node, &name).await {
-                tracing::warn!("backup heartbeat: {e}");
+                failed("backup heartbeat", &e);
             }
         }
     })

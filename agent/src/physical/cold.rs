@@ -58,12 +58,13 @@ pub async fn run(
     let stop = CancellationToken::new();
     let lost = CancellationToken::new();
     let hb_stop = CancellationToken::new();
-    let hb = heartbeats(
+    let hb = crate::backup::logical::heartbeats(
         job.node.clone(),
         lock.clone(),
         name.clone(),
         lost.clone(),
         hb_stop.clone(),
+        true,
     );
     let watcher = {
         let (stop, user_cancel, shutdown, lost) = (
@@ -155,35 +156,6 @@ where
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-}
-
-fn heartbeats(
-    node: Node,
-    lock: HeldLock,
-    name: String,
-    lost: CancellationToken,
-    stop: CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(rbm_protocol::defs::HEARTBEAT_INTERVAL) => {}
-            }
-            // While the node is down these fail; that is expected and only logged.
-            match lock.beat().await {
-                Ok(true) => {}
-                Ok(false) => {
-                    lost.cancel();
-                    return;
-                }
-                Err(e) => tracing::debug!("backup lock heartbeat: {e}"),
-            }
-            if let Err(e) = state::heartbeat(&node, &name).await {
-                tracing::debug!("backup heartbeat: {e}");
-            }
-        }
-    })
 }
 
 /// The node's dbPath: the agent's `--dbpath`, else what the server reports.
