@@ -59,6 +59,7 @@ impl AgentSettings {
 /// Start-up failures (connection, unsuitable server, control collections); after
 /// start-up the agent keeps running through transient database errors.
 pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result<(), AgentError> {
+    let started = crate::control::unix_now();
     // Before connecting: a bad address fails at once, and `/healthz` answers 503 while
     // the mongod is looked for.
     let metrics = match &settings.metrics_addr {
@@ -114,7 +115,12 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
     ));
     // Outside `tasks` too: it holds no lock across a shutdown.
     let scheduler = tokio::spawn(crate::scheduler::run(ctx.clone(), shutdown.clone()));
-    tasks.spawn(intake::run(ctx, settings.poll_interval, shutdown.clone()));
+    tasks.spawn(intake::run(
+        ctx,
+        settings.poll_interval,
+        started,
+        shutdown.clone(),
+    ));
     // Outside `tasks` too: on shutdown the slicer flushes a last chunk, then ends.
     let pitr = tokio::spawn(crate::pitr::slicer::run(
         node.clone(),

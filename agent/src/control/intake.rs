@@ -28,11 +28,16 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 /// Polls until `cancel`, running each new command as a task; on cancel the tasks see the
 /// same token, are given [`SHUTDOWN_GRACE`] to end, then aborted.
-pub async fn run(ctx: OpContext, poll: Duration, cancel: CancellationToken) {
+///
+/// `started` is PBM's lower bound: commands sent at or after the agent's start (unix
+/// seconds of the CLI's clock, compared to ours; PBM does the same). The caller takes
+/// it before connecting, so a command sent while the agent was still connecting and
+/// setting up (seconds on a loaded host) is not missed; PBM takes it only once it
+/// listens.
+pub async fn run(ctx: OpContext, poll: Duration, started: i64, cancel: CancellationToken) {
     let coll: Collection<Document> = ctx.node.pbm.database(DB).collection(CMD_COLLECTION);
-    // PBM's lower bound: commands sent at or after the agent's start (unix seconds of
-    // the CLI's clock, compared to ours; PBM does the same).
-    let mut since = unix_now();
+    let mut since = started;
+    tracing::info!("listening for commands sent since {since}");
     // Commands at exactly `since` are read again (`$gte`, as PBM: several commands may
     // share a second); this set drops them, and is pruned as `since` moves up.
     let mut seen: HashSet<(i64, ObjectId)> = HashSet::new();

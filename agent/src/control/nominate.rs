@@ -2,7 +2,11 @@
 //! `nominateRS`): candidates are scored, grouped by equal score, and the groups are
 //! offered in descending order until one agent acknowledges.
 
-use rbm_protocol::defs::{node_state, MAX_REPLICATION_LAG_SEC};
+use super::ControlError;
+use crate::node::Node;
+use bson::doc;
+use futures::TryStreamExt;
+use rbm_protocol::defs::{node_state, AGENTS_COLLECTION, DB, MAX_REPLICATION_LAG_SEC};
 use rbm_protocol::meta::agent::AgentStat;
 use std::collections::BTreeMap;
 
@@ -22,6 +26,23 @@ pub fn is_steady(a: &AgentStat, cluster_time: bson::Timestamp) -> bool {
         && a.repl_lag < MAX_REPLICATION_LAG_SEC as i32
         && a.ok()
         && !a.is_stale(cluster_time)
+}
+
+/// The agents of this node's replica set that may take a backup or slice now (PBM's
+/// `ListSteadyAgents`).
+pub async fn steady_agents(node: &Node) -> Result<Vec<AgentStat>, ControlError> {
+    let now = node.cluster_time().await?;
+    let agents: Vec<AgentStat> = node
+        .pbm
+        .database(DB)
+        .collection::<AgentStat>(AGENTS_COLLECTION)
+        .find(doc! {"rs": &node.info.replset})
+        .await
+        .map_err(ControlError::db("read admin.pbmAgents"))?
+        .try_collect()
+        .await
+        .map_err(ControlError::db("read admin.pbmAgents"))?;
+    Ok(agents.into_iter().filter(|a| is_steady(a, now)).collect())
 }
 
 /// The score of one candidate.

@@ -7,16 +7,13 @@ use super::pbmlog::{Event, PbmLog};
 use super::{nominate, unix_now, ControlError};
 use crate::node::{Node, NodeRole};
 use bson::{doc, Document, Timestamp};
-use futures::TryStreamExt;
 use mongodb::Collection;
 use rbm_protocol::command::{BackupCmd, Command, CommandDoc};
 use rbm_protocol::config::Config;
 use rbm_protocol::defs::{
-    CommandKind, OpId, Status, AGENTS_COLLECTION, BACKUPS_COLLECTION, DB, NOMINATION_GROUP_WAIT,
-    WAIT_ACTION_START,
+    CommandKind, OpId, Status, BACKUPS_COLLECTION, DB, NOMINATION_GROUP_WAIT, WAIT_ACTION_START,
 };
 use rbm_protocol::lock::{LockData, LockHeader};
-use rbm_protocol::meta::agent::AgentStat;
 use rbm_protocol::meta::backup::{BackupMeta, BackupRsNomination, BackupStorage};
 use rbm_protocol::meta::log::Severity;
 use std::time::Duration;
@@ -325,34 +322,20 @@ async fn nominate(
     cancel: &CancellationToken,
 ) -> Result<(), ControlError> {
     let rs = ctx.node.info.replset.clone();
-    let now = ctx.node.cluster_time().await?;
-    let agents: Vec<AgentStat> = ctx
-        .node
-        .pbm
-        .database(DB)
-        .collection::<AgentStat>(AGENTS_COLLECTION)
-        .find(doc! {"rs": &rs})
-        .await
-        .map_err(ControlError::db("read admin.pbmAgents"))?
-        .try_collect()
-        .await
-        .map_err(ControlError::db("read admin.pbmAgents"))?;
-    let steady: Vec<AgentStat> = agents
-        .into_iter()
-        .filter(|a| nominate::is_steady(a, now))
-        .collect();
-    let groups = nominate::groups(&steady, priority);
-    if groups.is_empty() {
-        mark_backup_error(
-            &ctx.node,
-            doc! {"name": name},
-            &format!(
-                "no available agent(s) on replica set {rs}: none is healthy (check `pbm status`)"
-            ),
-        )
-        .await?;
-        return Ok(());
-    }
+    // An agent that just started, or has not yet re-checked a storage that `rbm config`
+    // set a moment ago, reports itself unhealthy until its next beat. PBM fails the
+    // backup at once; waiting up to two beats spares `config` then `backup` that race.
+    let deadline = tokio::time::Instant::now() + 2 * rbm_protocol::defs::AGENTS_STAT_CHECK_RANGE;
+    let groups = loop {
+        let groups = nominate::groups(&nominate::steady_agents(&ctx.node).await?, priority);
+        if !groups.is_empty() || tokio::time::Instant::now() >= deadline {
+            break groups;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(NOMINATION_POLL) => {}
+        }
+    };
     for group in groups {
         let Some(meta) = read_meta(&ctx.node, name).await? else {
             return Ok(());

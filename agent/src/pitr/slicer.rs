@@ -35,12 +35,12 @@ use bson::{doc, RawDocumentBuf, Timestamp};
 use futures::TryStreamExt;
 use rbm_protocol::config::{Config, PitrConf};
 use rbm_protocol::defs::{
-    BackupType, CommandKind, Status, AGENTS_COLLECTION, BACKUPS_COLLECTION, DB, HEARTBEAT_INTERVAL,
-    LOCK_COLLECTION, NOMINATION_GROUP_WAIT, PITR_CHECK_RANGE, PITR_COLLECTION,
+    BackupType, CommandKind, Status, BACKUPS_COLLECTION, DB, HEARTBEAT_INTERVAL, LOCK_COLLECTION,
+    NOMINATION_GROUP_WAIT, PITR_CHECK_RANGE, PITR_COLLECTION,
 };
 use rbm_protocol::lock::LockData;
 use rbm_protocol::meta::log::Severity;
-use rbm_protocol::meta::{AgentStat, BackupMeta};
+use rbm_protocol::meta::BackupMeta;
 use rbm_storage::{Compression, StorageError};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -277,21 +277,7 @@ fn implicit_prio(role: NodeRole) -> f64 {
 /// The index of this agent's nomination group among the replica set's steady agents
 /// (0 = the best); an agent not listed as steady comes after every group.
 async fn nomination_rank(node: &Node, pitr: &PitrConf) -> Result<usize, SlicerError> {
-    let now = node.cluster_time().await?;
-    let agents: Vec<AgentStat> = node
-        .pbm
-        .database(DB)
-        .collection::<AgentStat>(AGENTS_COLLECTION)
-        .find(doc! {"rs": &node.info.replset})
-        .await
-        .map_err(SlicerError::db("read admin.pbmAgents"))?
-        .try_collect()
-        .await
-        .map_err(SlicerError::db("read admin.pbmAgents"))?;
-    let steady: Vec<AgentStat> = agents
-        .into_iter()
-        .filter(|a| nominate::is_steady(a, now))
-        .collect();
+    let steady = nominate::steady_agents(node).await?;
     let groups = nominate::groups(&steady, &pitr.priority);
     Ok(groups
         .iter()

@@ -37,12 +37,31 @@ impl Agent {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn rbm-agent");
-        Agent {
+        let mut agent = Agent {
             name: name.to_string(),
             child: Some(child),
             log,
             _dir: dir,
+        };
+        agent.wait_listening();
+        agent
+    }
+
+    /// Until the agent reads commands (or has exited, which the test then sees): a
+    /// command written before that may predate its start and is, as in PBM, not run.
+    fn wait_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if self.log().contains("listening for commands") || !self.is_running() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
+        panic!(
+            "agent {} did not start listening in 60 s; log:\n{}",
+            self.name,
+            self.log()
+        );
     }
 
     pub fn pid(&self) -> u32 {
