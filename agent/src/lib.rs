@@ -14,6 +14,7 @@ pub mod restore;
 pub mod sample;
 pub mod scheduler;
 pub mod speed_test;
+pub mod storage_init;
 pub mod testserver;
 
 /// rbm's version, as `rbm version` prints it.

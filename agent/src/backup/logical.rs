@@ -331,22 +331,7 @@ async fn do_logical(
     state::heartbeat(node, name).await?;
 
     // PBM's storage check: readable, and initialised on first use.
-    match storage.stat(names::STORAGE_INIT_FILE).await {
-        Ok(_) => {}
-        Err(e) if e.is_not_found() => {
-            let body = PBM_COMPAT_VERSION.as_bytes().to_vec();
-            let len = body.len() as u64;
-            storage
-                .save(
-                    names::STORAGE_INIT_FILE,
-                    Box::new(std::io::Cursor::new(body)),
-                    Some(len),
-                    stop,
-                )
-                .await?;
-        }
-        Err(e) => return Err(e.into()),
-    }
+    crate::storage_init::ensure(storage.as_ref(), stop).await?;
 
     // One replica set: it is running, so the cluster is.
     state::change(node, name, Status::Running, "").await?;

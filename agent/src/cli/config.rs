@@ -8,13 +8,8 @@ use super::OutputFormat;
 use bson::{doc, Bson, Document};
 use rbm_protocol::command::{Command, ResyncCmd};
 use rbm_protocol::defs;
-use rbm_protocol::names::STORAGE_INIT_FILE;
 use rbm_protocol::Config;
 use std::time::Duration;
-
-/// What `.pbm.init` holds: the PBM version rbm speaks, so PBM (which reads it to
-/// recognise an initialised storage) accepts a storage rbm set up, and vice versa.
-pub const STORAGE_INIT_CONTENT: &str = rbm_protocol::defs::PBM_COMPAT_VERSION;
 
 /// The main config's filter: PBM keeps profiles in the same collection, marked with
 /// `profile: true`.
@@ -128,22 +123,9 @@ async fn init_storage(cfg: &Config) -> Result<(), CliError> {
     let stg = rbm_storage::from_config(&cfg.storage, None)
         .await
         .map_err(|e| CliError::Storage(e.to_string()))?;
-    match stg.stat(STORAGE_INIT_FILE).await {
-        Ok(_) => return Ok(()),
-        Err(e) if e.kind == rbm_storage::ErrorKind::NotFound => {}
-        Err(e) => return Err(CliError::Storage(e.to_string())),
-    }
-    let body = STORAGE_INIT_CONTENT.as_bytes().to_vec();
-    let len = body.len() as u64;
-    stg.save(
-        STORAGE_INIT_FILE,
-        Box::new(std::io::Cursor::new(body)),
-        Some(len),
-        &tokio_util::sync::CancellationToken::new(),
-    )
-    .await
-    .map_err(|e| CliError::Storage(e.to_string()))?;
-    Ok(())
+    crate::storage_init::ensure(stg.as_ref(), &tokio_util::sync::CancellationToken::new())
+        .await
+        .map_err(|e| CliError::Storage(e.to_string()))
 }
 
 /// `rbm config --set k=v ...`: every pair is validated against the stored config

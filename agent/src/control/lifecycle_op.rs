@@ -568,22 +568,9 @@ pub async fn add_profile(
                 return Err(fail("missed config profile name".into()));
             }
             let st = storage_of(&c.node, &cmd.storage).await.map_err(fail)?;
-            match st.stat(rbm_protocol::names::STORAGE_INIT_FILE).await {
-                Ok(_) => {}
-                Err(e) if e.kind == rbm_storage::ErrorKind::NotFound => {
-                    let body = crate::cli::config::STORAGE_INIT_CONTENT.as_bytes().to_vec();
-                    let size = body.len() as u64;
-                    st.save(
-                        rbm_protocol::names::STORAGE_INIT_FILE,
-                        Box::new(std::io::Cursor::new(body)),
-                        Some(size),
-                        &tokio_util::sync::CancellationToken::new(),
-                    )
-                    .await
-                    .map_err(|e| fail(format!("init storage: {e}")))?;
-                }
-                Err(e) => return Err(fail(format!("check read access: {e}"))),
-            }
+            crate::storage_init::ensure(st.as_ref(), &tokio_util::sync::CancellationToken::new())
+                .await
+                .map_err(|e| fail(format!("init storage: {e}")))?;
             let profile = Config {
                 name: cmd.name.clone(),
                 is_profile: true,

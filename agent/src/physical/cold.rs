@@ -334,22 +334,7 @@ async fn do_backup(
     };
     state::add_rs(node, name, rs_meta).await?;
     state::heartbeat(node, name).await?;
-    match storage.stat(names::STORAGE_INIT_FILE).await {
-        Ok(_) => {}
-        Err(e) if e.is_not_found() => {
-            let body = PBM_COMPAT_VERSION.as_bytes().to_vec();
-            let len = body.len() as u64;
-            storage
-                .save(
-                    names::STORAGE_INIT_FILE,
-                    Box::new(std::io::Cursor::new(body)),
-                    Some(len),
-                    stop,
-                )
-                .await?;
-        }
-        Err(e) => return Err(e.into()),
-    }
+    crate::storage_init::ensure(storage.as_ref(), stop).await?;
     state::change(node, name, Status::Running, "").await?;
 
     let up = Upload {
