@@ -4,6 +4,9 @@
 //!
 //! Usage: raw_scan <mongodb-uri> <db>
 //! Prints: `RAW_SCAN seconds=<wall> docs=<n> bytes=<raw BSON bytes>`.
+//! `RAW_SCAN_BATCH=<docs>` sets the read batch (default: as large as the server
+//! allows) and `RAW_SCAN_PARALLEL=<n>` how many collections are read at once (default:
+//! all), to see how the server answers the shapes a backup may read in.
 
 use futures::TryStreamExt;
 use mongodb::bson::{doc, RawDocumentBuf};
@@ -25,12 +28,19 @@ async fn main() -> anyhow::Result<()> {
         .list_collection_names()
         .filter(doc! {"type": "collection"})
         .await?;
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
+    let batch = env("RAW_SCAN_BATCH").unwrap_or(i32::MAX as u32);
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(
+        env("RAW_SCAN_PARALLEL").map_or(names.len().max(1), |n| n.max(1) as usize),
+    ));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for name in names.into_iter().filter(|n| !n.starts_with("system.")) {
         let coll = db.collection::<RawDocumentBuf>(&name);
+        let gate = gate.clone();
         tasks.push(tokio::spawn(async move {
-            let mut cur = coll.find(doc! {}).batch_size(i32::MAX as u32).await?;
+            let _permit = gate.acquire_owned().await?;
+            let mut cur = coll.find(doc! {}).batch_size(batch).await?;
             let (mut docs, mut bytes) = (0u64, 0u64);
             while let Some(d) = cur.try_next().await? {
                 docs += 1;

@@ -244,11 +244,41 @@ async fn coll_sizes(node: &Client, ns: &NamespaceV2, c: Compression) -> CollSize
     }
 }
 
-/// The size of one document of the collection, as a stand-in for `avgObjSize`.
-async fn sample_doc_size(coll: &mongodb::Collection<RawDocumentBuf>) -> Option<u64> {
-    match coll.find_one(doc! {}).await {
-        Ok(Some(d)) => Some(d.as_bytes().len() as u64),
-        _ => None,
+/// How a dump opens its cursor on SecantusDB (the test server), which answers
+/// `collStats` (and so `avgObjSize`) by scanning the collection, and evaluates every
+/// `find`, even a `findOne`, in full before its first reply: a separate sample read to
+/// size the batches cost as much as the dump's own read (bench/logical.sh: 1.5-2 s per
+/// 72 MB collection, the whole backup 2x the raw scan).
+mod secantus {
+    use super::{batch_size_for, BATCH_SMALL, SECANTUS_BATCH_BYTES};
+    use bson::{doc, RawDocumentBuf};
+    use mongodb::{Cursor, Database};
+
+    /// A cursor on the first document, or `None` for an empty collection. The first
+    /// reply holds one document, which stands for the rest: the later batches are sized
+    /// from it to about [`SECANTUS_BATCH_BYTES`] (this server does not cap replies at
+    /// 16 MiB). Only when that size is below [`BATCH_SMALL`] documents (large documents)
+    /// is the read started again with that size, paying the second scan.
+    pub(super) async fn open(
+        db: &Database,
+        coll: &str,
+    ) -> mongodb::error::Result<Option<Cursor<RawDocumentBuf>>> {
+        let find = |first: u32, rest: u32| {
+            db.run_cursor_command(doc! {"find": coll, "filter": {}, "batchSize": first})
+                .batch_size(rest)
+        };
+        let mut cursor = find(1, BATCH_SMALL).await?.with_type::<RawDocumentBuf>();
+        if !cursor.advance().await? {
+            return Ok(None);
+        }
+        let size = cursor.current().as_bytes().len() as u64;
+        let batch = batch_size_for(Some(size), SECANTUS_BATCH_BYTES).min(BATCH_SMALL);
+        if batch == BATCH_SMALL {
+            return Ok(Some(cursor));
+        }
+        drop(cursor);
+        let mut cursor = find(batch, batch).await?.with_type::<RawDocumentBuf>();
+        Ok(cursor.advance().await?.then_some(cursor))
     }
 }
 
@@ -273,42 +303,27 @@ pub async fn dump_collection(
 ) -> Result<Dumped, BackupError> {
     let name = ns.ns();
     let coll = node.database(&ns.db).collection::<RawDocumentBuf>(&ns.name);
-    // SecantusDB answers collStats by scanning the collection, which costs as much as
-    // the dump itself; without the hint the storage sizes its parts as it goes.
-    let (sizes, batch) = if crate::testserver::is_secantus(node).await {
-        // The read batches are still sized by bytes: one document stands for the rest
-        // (the server does not cap its replies at 16 MiB). Smaller batches than on
-        // mongod: the agent's peak RSS in the 215 MB bench (bench/logical.sh) was
-        // 35-41 MB with these against 58-67 MB with 4 MiB ones; the dump's wall time
-        // varied between runs (8.3-14 s) more than between batch sizes.
-        let avg = sample_doc_size(&coll).await;
-        (
-            CollSizes {
-                hint: None,
-                avg_obj_size: avg,
-            },
-            batch_size_for(avg, SECANTUS_BATCH_BYTES).min(BATCH_SMALL),
-        )
+    let secantus = crate::testserver::is_secantus(node).await;
+    let opened = if secantus {
+        secantus::open(&node.database(&ns.db), &ns.name)
+            .await
+            .map(|c| (CollSizes::default(), c))
     } else {
         let sizes = coll_sizes(node, ns, target.compression).await;
-        let batch = batch_size(sizes.avg_obj_size);
-        (sizes, batch)
-    };
-    let mut cursor = match coll.find(doc! {}).batch_size(batch).await {
-        Ok(c) => c,
-        Err(e) if is_collection_dropped(&e) => return Ok(Dumped::default()),
-        Err(e) => {
-            return Err(BackupError::Db {
-                what: format!("find on {name}"),
-                source: e,
-            })
+        match coll
+            .find(doc! {})
+            .batch_size(batch_size(sizes.avg_obj_size))
+            .await
+        {
+            Ok(mut c) => c.advance().await.map(|more| (sizes, more.then_some(c))),
+            Err(e) => Err(e),
         }
     };
     // The object is created only once a first document exists: PBM writes no file for an
     // empty collection.
-    match cursor.advance().await {
-        Ok(true) => {}
-        Ok(false) => return Ok(Dumped::default()),
+    let (sizes, mut cursor) = match opened {
+        Ok((sizes, Some(c))) => (sizes, c),
+        Ok((_, None)) => return Ok(Dumped::default()),
         Err(e) if is_collection_dropped(&e) => return Ok(Dumped::default()),
         Err(e) => {
             return Err(BackupError::Db {
@@ -316,7 +331,7 @@ pub async fn dump_collection(
                 source: e,
             })
         }
-    }
+    };
     let object = target.object(ns);
     let hint = sizes.hint;
     let (mut sink, reader) = doc_pipe();
