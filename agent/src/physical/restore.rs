@@ -503,24 +503,7 @@ async fn prepare(
         None => None,
     };
     let rs_config = super::rsreset::target_config(&ctx.node).await?;
-    let members = match &rs_config {
-        Some(c) => super::rsreset::restore_peers(c),
-        None => {
-            let hello = ctx
-                .node
-                .local
-                .database("admin")
-                .run_command(doc! {"hello": 1})
-                .await
-                .map_err(PhysicalError::db("hello"))?;
-            super::rsreset::restore_peers_from_hello(&hello)
-        }
-    };
-    let members = if members.is_empty() {
-        ctx.node.info.hosts.clone()
-    } else {
-        members
-    };
+    let members = super::rsreset::data_members(&ctx.node, rs_config.as_ref()).await?;
     let restore_conf = config_doc
         .get_document("restore")
         .ok()

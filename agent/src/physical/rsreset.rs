@@ -284,6 +284,34 @@ pub fn restore_peers_from_hello(hello: &Document) -> Vec<String> {
     v
 }
 
+/// The data-bearing members (all but arbiters, any votes): from the configuration when
+/// there is one, else from `hello`; the node's own `hosts` list as the last resort.
+///
+/// # Errors
+/// `hello` failed.
+pub async fn data_members(
+    node: &Node,
+    config: Option<&Document>,
+) -> Result<Vec<String>, PhysicalError> {
+    let members = match config {
+        Some(c) => restore_peers(c),
+        None => {
+            let hello = node
+                .local
+                .database("admin")
+                .run_command(doc! {"hello": 1})
+                .await
+                .map_err(PhysicalError::db("hello"))?;
+            restore_peers_from_hello(&hello)
+        }
+    };
+    Ok(if members.is_empty() {
+        node.info.hosts.clone()
+    } else {
+        members
+    })
+}
+
 /// The target's current replica-set configuration, read before the node is stopped;
 /// `None` where the server has no `replSetGetConfig` (SecantusDB).
 ///
@@ -595,5 +623,33 @@ mod tests {
         );
         let hello = doc! {"hosts": ["a:27017"], "passives": ["b:27017"], "arbiters": ["d:27017"]};
         assert_eq!(restore_peers_from_hello(&hello), ["a:27017", "b:27017"]);
+    }
+
+    #[test]
+    fn a_primary_with_a_non_voting_member_is_not_a_single_member_set() {
+        use super::super::mode::{choose, Mode, ModeOverride, NodeCaps};
+        use crate::node::NodeRole;
+        // hello on the primary of {a: voting, b: votes 0, priority 0}.
+        let hello = doc! {"hosts": ["a:27017"], "passives": ["b:27017"], "isWritablePrimary": true};
+        let members = restore_peers_from_hello(&hello).len();
+        assert_eq!(members, 2);
+        let caps = |members| NodeCaps {
+            percona: false,
+            role: NodeRole::Primary,
+            members,
+            can_restart: true,
+        };
+        // Counting only `hosts` would have stopped the primary of a two-member set.
+        assert_eq!(choose(ModeOverride::Auto, &caps(1)).ok(), Some(Mode::Cold));
+        assert!(choose(ModeOverride::Auto, &caps(members)).is_err());
+        // The non-voting secondary itself restores and backs up like any secondary.
+        let secondary = NodeCaps {
+            role: NodeRole::Secondary,
+            ..caps(members)
+        };
+        assert_eq!(
+            choose(ModeOverride::Auto, &secondary).ok(),
+            Some(Mode::FsyncLock)
+        );
     }
 }
