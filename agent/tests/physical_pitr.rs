@@ -348,3 +348,85 @@ async fn pitr_restore_on_a_cold_physical_base_reaches_the_targets_and_refuses_a_
         fmt(tb.time + 1)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_that_fails_to_replay_puts_the_old_data_back() {
+    // The pre-check sees the chunk object; its content is garbage, so the replay after
+    // the node came up on the backup's files fails: the old data must come back.
+    let server = MongoServer::start_restartable().await;
+    let store = tempfile::tempdir().expect("storage dir");
+    let c = client(&server).await;
+    set_config(&c, &rbm_e2e::fs_conf(store.path())).await;
+    let me = format!("127.0.0.1:{}", server.port());
+    let dbpath = server.data_dir().display().to_string();
+    let (start, stop) = (server.start_cmd(), server.stop_cmd());
+    let agent = Agent::start(
+        &server,
+        &me,
+        "primary",
+        &[
+            ("RBM_AGENT_DBPATH", dbpath.as_str()),
+            ("RBM_AGENT_MONGOD_START_CMD", start.as_str()),
+            ("RBM_AGENT_MONGOD_STOP_CMD", stop.as_str()),
+            ("RBM_AGENT_MONGOD_TIMEOUT_SECS", "60"),
+        ],
+    );
+    registered(&c).await;
+    let coll = c.database("e2e").collection::<Document>("c");
+    coll.insert_many((0..20).map(|i| doc! {"_id": i}))
+        .await
+        .expect("seed");
+    let (ok, out, err) = rbm(&server, &["backup", "--type", "physical", "--wait"]);
+    assert!(ok, "backup: {out}\n{err}\nagent:\n{}", agent.log());
+    let base_name = quoted_after(&format!("{out}{err}"), "Starting backup \"");
+    let c = client(&server).await;
+    let direct = Client::with_uri_str(server.direct_uri())
+        .await
+        .expect("direct");
+    let base = find_all(&c, "pbmBackups", doc! {"name": &base_name})
+        .await
+        .into_iter()
+        .next()
+        .expect("backup meta");
+    let lw = base.get_timestamp("last_write_ts").expect("last_write_ts");
+    next_second().await;
+    c.database("e2e")
+        .collection::<Document>("c")
+        .insert_one(doc! {"_id": 100})
+        .await
+        .expect("write");
+    let t = last_oplog_ts(&c).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let m = marker(&c, 1).await;
+    let rs = server.replset().to_string();
+    let chunk = cut_chunk(&direct, &c, store.path(), &rs, lw, m).await;
+    std::fs::write(
+        store.path().join(&chunk.file_name),
+        b"not an s2 stream at all",
+    )
+    .expect("garble the chunk");
+    let current = rbm_e2e::state_hashes(&c).await;
+
+    let (ok, out, err) = rbm(
+        &server,
+        &[
+            "restore",
+            &format!("--time={}", fmt(t.time + 1)),
+            "--wait",
+            "--yes",
+        ],
+    );
+    assert!(!ok, "restore with a garbled chunk succeeded: {out}");
+    assert!(
+        err.contains("replay the PITR chunks") && err.contains("old data was put back"),
+        "{err}\nagent:\n{}",
+        agent.log()
+    );
+    let c = client(&server).await;
+    assert_eq!(
+        rbm_e2e::state_hashes(&c).await,
+        current,
+        "old data not back"
+    );
+    assert!(!server.data_dir().join(".fallbacksync").exists());
+}
