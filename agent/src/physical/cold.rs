@@ -286,7 +286,14 @@ async fn do_backup(
     let caps = NodeCaps {
         percona: !node.info.percona_version.is_empty(),
         role,
-        members: node.info.hosts.len(),
+        // Non-voting (priority 0, `passives`) members count like any other: stopping
+        // a primary that has them is not a single-member maintenance.
+        members: match super::rsreset::target_config(node).await {
+            Ok(c) => super::rsreset::data_members(node, c.as_ref())
+                .await
+                .map_or(node.info.hosts.len(), |m| m.len()),
+            Err(_) => node.info.hosts.len(),
+        },
         can_restart: settings.start_cmd.is_some() && dbpath.is_ok(),
     };
     let mode = mode::choose(settings.mode, &caps)?;

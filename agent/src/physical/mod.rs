@@ -23,6 +23,7 @@ pub mod fsync;
 pub mod mode;
 pub mod nodectl;
 pub mod restore;
+pub mod rsreset;
 pub mod secantus;
 
 use std::path::PathBuf;

@@ -49,15 +49,26 @@ const MEMBERS_WAIT: Duration = Duration::from_secs(600);
 /// Whether `cmd` restores a physical backup (so every node, not only the primary,
 /// takes part). Unknown backups go the logical way, which reports them.
 pub async fn is_physical(ctx: &OpContext, cmd: &RestoreCmd) -> bool {
-    if cmd.backup_name.is_empty() || cmd.oplog_ts.is_some() {
+    let Some(name) = base_name(ctx, cmd).await else {
         return false;
-    }
+    };
     matches!(
-        backup_meta(ctx, &cmd.backup_name)
-            .await
-            .map(|(m, _)| m.kind),
+        backup_meta(ctx, &name).await.map(|(m, _)| m.kind),
         Ok(BackupType::Physical)
     )
+}
+
+/// The backup a restore starts from: the named one, or for `--time` without one PBM's
+/// choice of base (the `rbm` CLI always names it; other senders may not).
+async fn base_name(ctx: &OpContext, cmd: &RestoreCmd) -> Option<String> {
+    if !cmd.backup_name.is_empty() {
+        return Some(cmd.backup_name.clone());
+    }
+    let target = cmd.oplog_ts?;
+    let backups = crate::pitr::restore_plan::load_backups(&ctx.node.pbm.database(DB))
+        .await
+        .ok()?;
+    crate::pitr::restore_plan::pick_base(&backups, target).map(|b| b.name.clone())
 }
 
 async fn backup_meta(
@@ -160,6 +171,15 @@ pub async fn run(
         return Ok(());
     }
     let leader = role == NodeRole::Primary;
+    let resolved;
+    let cmd = if cmd.backup_name.is_empty() {
+        let mut c = cmd.clone();
+        c.backup_name = base_name(ctx, cmd).await.unwrap_or_default();
+        resolved = c;
+        &resolved
+    } else {
+        cmd
+    };
     let opid_hex = opid.to_hex();
     let ev = Event {
         event: "restore",
@@ -234,7 +254,7 @@ async fn restore(
     let node = &ctx.node;
     let rs = node.info.replset.clone();
     let prepared = prepare(ctx, settings, cmd).await;
-    let (meta, storage, list, dbpath, config_doc) = match prepared {
+    let (meta, storage, list, dbpath, extra) = match prepared {
         Ok(p) => p,
         Err(e) => {
             if leader {
@@ -258,7 +278,7 @@ async fn restore(
         rs: rs.clone(),
         me: node.info.name.clone(),
     };
-    let members = node.info.hosts.clone();
+    let members = extra.members.clone();
     progress.node(Status::Starting, None).await?;
     progress.node_hb().await?;
     if leader {
@@ -305,15 +325,7 @@ async fn restore(
         ahead: settings.download_ahead,
     };
     let outcome = swap_data(
-        ctx,
-        settings,
-        &dbpath,
-        &dl,
-        &list,
-        &progress,
-        &config_doc,
-        leader,
-        cancel,
+        ctx, settings, &dbpath, &dl, &list, &progress, &extra, leader, cancel,
     )
     .await;
     let result = match outcome {
@@ -375,7 +387,24 @@ async fn restore(
     result
 }
 
-type Prepared = (BackupMeta, DynStorage, Vec<ListedFile>, PathBuf, Document);
+type Prepared = (BackupMeta, DynStorage, Vec<ListedFile>, PathBuf, Extra);
+
+/// What the restore needs besides the files, all read before the node is stopped.
+struct Extra {
+    /// `admin.pbmConfig`, put back after the restore.
+    config_doc: Document,
+    /// `--time`: the chunks to replay after the start, checked to be complete.
+    pitr: Option<crate::pitr::restore_pitr::PitrObjects>,
+    /// The target's replica-set configuration for the standalone recovery steps;
+    /// `None` where there is none to read (SecantusDB).
+    rs_config: Option<Document>,
+    /// Every member that restores (all but arbiters).
+    members: Vec<String>,
+    /// The mongod binary for the standalone steps (`restore.mongodLocation[Map]`).
+    mongod: String,
+    /// Where the restored oplog ends (the backup's last write).
+    last_write: Timestamp,
+}
 
 async fn prepare(
     ctx: &OpContext,
@@ -462,7 +491,47 @@ async fn prepare(
         .await
         .map_err(PhysicalError::db("read admin.pbmConfig"))?
         .unwrap_or_default();
-    Ok((meta, storage, list, dbpath, config_doc))
+    // `--time`: the base and every chunk to the target checked now, so that a target
+    // in a gap fails with the node untouched.
+    let pitr = match cmd.oplog_ts {
+        Some(target) => Some(
+            crate::pitr::restore_pitr::prepare(ctx, cmd, target)
+                .await
+                .map_err(PhysicalError::Other)?
+                .1,
+        ),
+        None => None,
+    };
+    let rs_config = super::rsreset::target_config(&ctx.node).await?;
+    let members = super::rsreset::data_members(&ctx.node, rs_config.as_ref()).await?;
+    let restore_conf = config_doc
+        .get_document("restore")
+        .ok()
+        .cloned()
+        .unwrap_or_default();
+    let mongod = restore_conf
+        .get_document("mongodLocationMap")
+        .ok()
+        .and_then(|m| m.get_str(&ctx.node.info.name).ok())
+        .or_else(|| restore_conf.get_str("mongodLocation").ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or("mongod")
+        .to_string();
+    let last_write = meta.last_write_ts;
+    Ok((
+        meta,
+        storage,
+        list,
+        dbpath,
+        Extra {
+            config_doc,
+            pitr,
+            rs_config,
+            members,
+            mongod,
+            last_write,
+        },
+    ))
 }
 
 /// Stop, move aside, copy back, start, reset the control state. On failure after the
@@ -475,7 +544,7 @@ async fn swap_data(
     dl: &Download,
     list: &[ListedFile],
     progress: &Progress,
-    config_doc: &Document,
+    extra: &Extra,
     leader: bool,
     cancel: &CancellationToken,
 ) -> Result<u64, PhysicalError> {
@@ -494,7 +563,7 @@ async fn swap_data(
         dl,
         list,
         progress,
-        config_doc,
+        extra,
         leader,
         cancel,
         &guard.copying,
@@ -559,7 +628,7 @@ async fn swap_stopped(
     dl: &Download,
     list: &[ListedFile],
     progress: &Progress,
-    config_doc: &Document,
+    extra: &Extra,
     leader: bool,
     cancel: &CancellationToken,
     copying: &AtomicBool,
@@ -581,15 +650,92 @@ async fn swap_stopped(
         Err(e) => return Err(fall_back(ctx, settings, dbpath, e, true).await),
     };
     let _ = progress.node(Status::Running, None).await;
+    if let Some(target) = &extra.rs_config {
+        let r = super::rsreset::run(
+            &extra.mongod,
+            dbpath,
+            target,
+            extra.last_write,
+            settings.node_timeout,
+        )
+        .await;
+        if let Err(e) = r {
+            let e = PhysicalError::Other(format!("replica-set config recovery: {e}"));
+            return Err(fall_back(ctx, settings, dbpath, e, true).await);
+        }
+    }
     if let Err(e) = nodectl::start(node, settings).await {
         return Err(fall_back(ctx, settings, dbpath, e, true).await);
     }
     if leader {
-        if let Err(e) = reset_control_state(ctx, config_doc).await {
+        if let Err(e) = reset_control_state(ctx, &extra.config_doc).await {
             return Err(fall_back(ctx, settings, dbpath, e, true).await);
+        }
+        if let Some(p) = &extra.pitr {
+            if let Err(e) = replay_pitr(ctx, settings, &dl.storage, p, cancel).await {
+                return Err(fall_back(ctx, settings, dbpath, e, true).await);
+            }
         }
     }
     Ok(bytes)
+}
+
+/// `--time` on a physical base: the node runs on the backup's data, whose oplog ends at
+/// the backup's last write; the chunks from there to the target are applied through the
+/// primary like any writes, so the other members get them by replication. The data
+/// files keep the source's collection UUIDs, so entries may name collections by `ui`.
+async fn replay_pitr(
+    ctx: &OpContext,
+    settings: &PhysicalSettings,
+    storage: &DynStorage,
+    p: &crate::pitr::restore_pitr::PitrObjects,
+    cancel: &CancellationToken,
+) -> Result<(), PhysicalError> {
+    wait_writable(ctx, settings.node_timeout).await?;
+    let stats = crate::pitr::restore_pitr::replay_chunks(
+        ctx.node.local.clone(),
+        storage,
+        &p.objects,
+        crate::oplog::ReplayRange {
+            start: p.from,
+            end: p.target,
+        },
+        true,
+        cancel,
+    )
+    .await
+    .map_err(|e| PhysicalError::Other(format!("replay the PITR chunks: {e}")))?;
+    tracing::info!(
+        "PITR replay onto the physical base: {} applied, {} transaction(s)",
+        stats.applied,
+        stats.transactions
+    );
+    Ok(())
+}
+
+/// Until the restarted node is the writable primary again (an election may follow the
+/// start).
+async fn wait_writable(ctx: &OpContext, timeout: Duration) -> Result<(), PhysicalError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let h = ctx
+            .node
+            .local
+            .database("admin")
+            .run_command(doc! {"hello": 1})
+            .await;
+        if let Ok(h) = h {
+            if h.get_bool("isWritablePrimary").unwrap_or(false) {
+                return Ok(());
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(PhysicalError::NodeControl(format!(
+                "the node did not become the writable primary within {timeout:?} to replay the PITR chunks"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Moves every dbPath entry into the fallback directory (same filesystem: renames).

@@ -9,8 +9,11 @@
 //! - There is no standalone mode with `recoverFromOplogAsStandalone`: a cold backup
 //!   needs none (it was taken from a cleanly shut down node, so the checkpoint is the
 //!   data), and a restore onto the same replica set keeps its `local.system.replset`.
-//!   On mongod the same holds; restoring onto a different replica-set configuration
-//!   would need the standalone steps PBM runs (not in this build, see README).
+//!   On mongod the restore runs PBM's standalone steps for the target's replica-set
+//!   configuration ([`super::rsreset`]); SecantusDB has no `replSetGetConfig`
+//!   (CommandNotFound), so there they are skipped ([`no_replset_config`]), and the
+//!   members the primary waits for come from `hello` (`hosts` and `passives`; hidden
+//!   members are not listed there).
 
 use bson::Document;
 
@@ -20,6 +23,12 @@ pub fn no_shutdown_command(e: &mongodb::error::Error) -> bool {
         e.kind.as_ref(),
         mongodb::error::ErrorKind::Command(c) if c.code == 59
     )
+}
+
+/// `replSetGetConfig` answered CommandNotFound: no configuration to read, and no
+/// standalone recovery for it (SecantusDB). The restored `local.system.replset` stays.
+pub fn no_replset_config(e: &mongodb::error::Error) -> bool {
+    no_shutdown_command(e)
 }
 
 /// The dbPath from `getCmdLineOpts.parsed`, when the server reports one (mongod does,

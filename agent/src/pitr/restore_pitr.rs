@@ -14,6 +14,8 @@ use rbm_protocol::defs::DB;
 #[derive(Debug, Clone)]
 pub struct PitrObjects {
     pub target: Timestamp,
+    /// The base's last write: where the replay starts.
+    pub from: Timestamp,
     /// Object names on the main storage, in replay order.
     pub objects: Vec<String>,
 }
@@ -68,7 +70,48 @@ pub async fn prepare(
         resolved,
         PitrObjects {
             target,
+            from: plan.base.last_write_ts,
             objects: chunks.into_iter().map(|c| c.file_name).collect(),
         },
     ))
+}
+
+/// Applies the entries of `objects` from `range.start` to `range.end` (both inclusive)
+/// onto the data `client` reaches, in order, and finishes the applier (transactions
+/// still open at the end are left out, as PBM does).
+///
+/// `keep_uuids`: the data's collections have the source's UUIDs (a physical base), so
+/// entries may name collections by `ui`; otherwise they are applied by namespace.
+///
+/// # Errors
+/// The first read or apply failure, as text for the restore meta.
+pub async fn replay_chunks(
+    client: mongodb::Client,
+    storage: &rbm_storage::DynStorage,
+    objects: &[String],
+    range: crate::oplog::ReplayRange,
+    keep_uuids: bool,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<crate::oplog::ReplayStats, String> {
+    let mut applier = crate::oplog::Applier::new(
+        client,
+        crate::oplog::ApplyOptions {
+            drop_uuids: !keep_uuids,
+            ..crate::oplog::ApplyOptions::default()
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    for o in objects {
+        if cancel.is_cancelled() {
+            return Err("canceled".into());
+        }
+        if crate::restore::logical::replay_object(storage, o, range, &mut applier)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            break;
+        }
+    }
+    applier.finish().await.map_err(|e| e.to_string())
 }

@@ -21,7 +21,7 @@ pub enum PlanError {
     #[error("a document in admin.{BACKUPS_COLLECTION}: {0}")]
     BadDocument(String),
     /// PBM: "no base snapshot found".
-    #[error("no base snapshot found: no finished full logical backup ends at or before {0}")]
+    #[error("no base snapshot found: no finished full backup ends at or before {0}")]
     NoBase(String),
     #[error("backup '{0}' not found")]
     BaseNotFound(String),
@@ -72,16 +72,17 @@ pub fn target_ts(unix: u32) -> Timestamp {
     }
 }
 
-/// PBM's `GetLastBackup(before: {T+1, 0})` restricted to what rbm restores: the newest
-/// (by start) finished, full (not selective), logical, main-storage backup whose last
-/// write is at or before `{target.T + 1, 0}`.
+/// PBM's `GetLastBackup(before: {T+1, 0})`: the newest (by start) finished backup
+/// that is not selective, not external and not on a profile storage, whose last write
+/// is at or before `{target.T + 1, 0}`. Logical and physical backups alike, as PBM
+/// picks them; [`check_base`] then refuses what this build cannot restore.
 pub fn pick_base(backups: &[BackupMeta], target: Timestamp) -> Option<&BackupMeta> {
     let before = (target.time.saturating_add(1), 0u32);
     backups
         .iter()
         .filter(|b| {
             b.status == Status::Done
-                && b.kind == BackupType::Logical
+                && b.kind != BackupType::External
                 && b.namespaces.is_empty()
                 && !b.store.is_profile
                 && (b.last_write_ts.time, b.last_write_ts.increment) <= before
@@ -89,7 +90,8 @@ pub fn pick_base(backups: &[BackupMeta], target: Timestamp) -> Option<&BackupMet
         .max_by_key(|b| b.start_ts)
 }
 
-/// Checks a named base: finished, logical, and ending strictly before the target.
+/// Checks a base: finished, logical or full physical, and ending strictly before the
+/// target.
 ///
 /// # Errors
 /// [`PlanError::BaseUnusable`], [`PlanError::BaseTooLate`].
@@ -100,11 +102,11 @@ pub fn check_base(b: &BackupMeta, target: Timestamp) -> Result<(), PlanError> {
             why: format!("its status is '{}'", b.status),
         });
     }
-    if b.kind != BackupType::Logical {
+    if !matches!(b.kind, BackupType::Logical | BackupType::Physical) {
         return Err(PlanError::BaseUnusable {
             name: b.name.clone(),
             why: format!(
-                "it is a {} backup; this build replays onto logical backups only",
+                "it is a {} backup; this build replays onto logical and full physical backups only",
                 b.kind.as_str()
             ),
         });
@@ -292,12 +294,14 @@ mod tests {
     }
 
     #[test]
-    fn base_is_the_newest_full_logical_done_backup_ending_before_the_next_second() {
+    fn base_is_the_newest_full_done_backup_ending_before_the_next_second_as_pbm_picks_it() {
         let b = vec![
             meta("a", 100, 110, BackupType::Logical, Status::Done),
             meta("b", 200, 210, BackupType::Logical, Status::Done),
             meta("c", 300, 310, BackupType::Logical, Status::Error),
             meta("p", 250, 260, BackupType::Physical, Status::Done),
+            meta("x", 270, 280, BackupType::External, Status::Done),
+            meta("i", 290, 300, BackupType::Incremental, Status::Done),
         ];
         // b's last write {210, 3} is after {209 + 1, 0}.
         assert_eq!(
@@ -308,10 +312,22 @@ mod tests {
             pick_base(&b, target_ts(211)).map(|b| b.name.as_str()),
             Some("b")
         );
+        // A physical backup is a base like a logical one; an external one never is.
         assert_eq!(
-            pick_base(&b, target_ts(400)).map(|b| b.name.as_str()),
-            Some("b")
+            pick_base(&b, target_ts(265)).map(|b| b.name.as_str()),
+            Some("p")
         );
+        assert_eq!(
+            pick_base(&b, target_ts(285)).map(|b| b.name.as_str()),
+            Some("p")
+        );
+        // PBM picks the incremental one too; this build then refuses it.
+        let inc = pick_base(&b, target_ts(400)).expect("i");
+        assert_eq!(inc.name, "i");
+        assert!(matches!(
+            check_base(inc, target_ts(400)),
+            Err(PlanError::BaseUnusable { .. })
+        ));
         assert!(pick_base(&b, target_ts(50)).is_none());
         // At T=210 PBM picks b, which ends inside the target second, then refuses it as
         // "later than the target" (PBM's quirk, kept).
@@ -321,8 +337,9 @@ mod tests {
             Err(PlanError::BaseTooLate)
         ));
         assert!(check_base(&b[1], target_ts(211)).is_ok());
+        assert!(check_base(&b[3], target_ts(400)).is_ok());
         assert!(matches!(
-            check_base(&b[3], target_ts(400)),
+            check_base(&b[4], target_ts(400)),
             Err(PlanError::BaseUnusable { .. })
         ));
     }

@@ -13,7 +13,7 @@ use crate::control::pbmlog::Event;
 use crate::control::restore_op::{heartbeat, restores, set_status};
 use crate::control::{unix_now, ControlError};
 use crate::node::NodeRole;
-use crate::oplog::{Applier, ApplyOptions, ReplayRange};
+use crate::oplog::ReplayRange;
 use bson::Timestamp;
 use rbm_protocol::command::ReplayCmd;
 use rbm_protocol::defs::{CommandKind, OpId, Status, DB};
@@ -162,28 +162,15 @@ async fn apply(
 ) -> Result<crate::oplog::ReplayStats, String> {
     // The current data's collection UUIDs are not the source's: entries are applied by
     // namespace.
-    let mut applier = Applier::new(
+    super::restore_pitr::replay_chunks(
         ctx.node.local.clone(),
-        ApplyOptions {
-            drop_uuids: true,
-            ..ApplyOptions::default()
-        },
+        storage,
+        objects,
+        ReplayRange { start, end },
+        false,
+        cancel,
     )
     .await
-    .map_err(|e| e.to_string())?;
-    let range = ReplayRange { start, end };
-    for o in objects {
-        if cancel.is_cancelled() {
-            return Err("canceled".into());
-        }
-        if crate::restore::logical::replay_object(storage, o, range, &mut applier)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            break;
-        }
-    }
-    applier.finish().await.map_err(|e| e.to_string())
 }
 
 /// Inserts the meta, or sets its status if it exists.
