@@ -292,20 +292,25 @@ fn main() {
         "\nthrough compress_reader / decompress_reader (1 worker + the codec's blocking thread):"
     );
     for c in [Compression::S2, Compression::Zstd] {
-        let (ct, _, z) = best(repeat, || {
-            rt.block_on(async {
-                let input: ByteReader = Box::new(std::io::Cursor::new(data.clone()));
-                let mut out = Vec::new();
+        // Process CPU (every thread: the codec's and the runtime's), input copy excluded.
+        let proc_cpu = || rbm_storage::procstat::cpu_secs().unwrap_or(0.0);
+        let (ct, _, (z, ccpu)) = best(repeat, || {
+            let input: ByteReader = Box::new(std::io::Cursor::new(data.clone()));
+            let c0 = proc_cpu();
+            let out = rt.block_on(async {
+                let mut out = Vec::with_capacity(data.len());
                 compress_reader(input, c, None)
                     .read_to_end(&mut out)
                     .await
                     .expect("compress_reader");
                 out
-            })
+            });
+            (out, proc_cpu() - c0)
         });
-        let (dt, _, n) = best(repeat, || {
-            rt.block_on(async {
-                let input: ByteReader = Box::new(std::io::Cursor::new(z.clone()));
+        let (dt, _, (n, dcpu)) = best(repeat, || {
+            let input: ByteReader = Box::new(std::io::Cursor::new(z.clone()));
+            let c0 = proc_cpu();
+            let n = rt.block_on(async {
                 let mut r = decompress_reader(input, c);
                 let (mut buf, mut n) = (vec![0u8; 1 << 20], 0usize);
                 loop {
@@ -315,14 +320,18 @@ fn main() {
                     }
                     n += k;
                 }
-            })
+            });
+            (n, proc_cpu() - c0)
         });
         assert_eq!(n, data.len(), "{c}: adapter round trip size");
+        let per = |secs: f64| opt((secs >= 0.05).then(|| len / MB / secs), 0);
         println!(
-            "{:<8} comp {:>6.0} MB/s, dec {:>6.0} MB/s (includes one copy of the input)",
+            "{:<8} comp {:>6.0} MB/s ({:>5} per CPU-s), dec {:>6.0} MB/s ({:>5} per CPU-s)",
             c.as_str(),
             len / MB / ct.as_secs_f64(),
-            len / MB / dt.as_secs_f64()
+            per(ccpu),
+            len / MB / dt.as_secs_f64(),
+            per(dcpu),
         );
     }
     println!(
