@@ -224,7 +224,7 @@ fn main() {
         "PBM ratio",
         "rbm/PBM"
     );
-    let rows: &[(Compression, Option<i32>)] = &[
+    let default_rows = [
         (Compression::S2, None),
         (Compression::S2, Some(3)),
         (Compression::Snappy, None),
@@ -234,6 +234,27 @@ fn main() {
         (Compression::Gzip, None),
         (Compression::Pgzip, None),
     ];
+    // RBM_BENCH_ROWS="s2,gzip:5" measures only those codec[:level] rows.
+    let rows: Vec<(Compression, Option<i32>)> = match std::env::var("RBM_BENCH_ROWS") {
+        Ok(spec) => spec
+            .split(',')
+            .map(|r| {
+                let (c, l) = r.split_once(':').map_or((r, None), |(c, l)| (c, Some(l)));
+                let c = c
+                    .trim()
+                    .parse()
+                    .unwrap_or_else(|e| panic!("RBM_BENCH_ROWS: {e}"));
+                let l = l.map(|l| {
+                    l.trim()
+                        .parse()
+                        .unwrap_or_else(|e| panic!("RBM_BENCH_ROWS: {e}"))
+                });
+                (c, l)
+            })
+            .collect(),
+        Err(_) => default_rows.to_vec(),
+    };
+    let rows = &rows[..];
     for &(c, level) in rows {
         let (ct, ccpu, z) = best(repeat, || compress(c, level, &data));
         if let Some(dir) = &out_dir {
