@@ -160,7 +160,7 @@ fn pbm(c: Compression) -> (Option<f64>, Option<f64>) {
 fn settings(c: Compression, level: Option<i32>) -> &'static str {
     match (c, level) {
         (Compression::S2, Some(3)) => {
-            "minlz 1.2 Encoder::encode_better (tables reused), 1 MiB blocks, CRC-32C; \
+            "codec::s2_better (minlz 1.2 encode_better, fixed-size tables), 1 MiB blocks, CRC-32C; \
              dec: FramedReader + codec::s2_block"
         }
         (Compression::S2, _) => {

@@ -32,6 +32,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::ByteReader;
 
+mod s2_better;
 mod s2_block;
 
 /// PBM's compression types (`pbm/compress/compress.go`), with PBM's names.
@@ -519,6 +520,8 @@ struct S2Writer<W> {
     /// Keeps minlz's hash tables between blocks (its free functions allocate and zero
     /// them for every 1 MiB block).
     enc: minlz::Encoder,
+    /// Level 3's encoder for full blocks (see `s2_better`), made on first use.
+    better: Option<Box<s2_better::Better>>,
     buf: Vec<u8>,
     wrote_header: bool,
 }
@@ -529,6 +532,7 @@ impl<W: Write> S2Writer<W> {
             inner,
             level,
             enc: minlz::Encoder::new(),
+            better: None,
             buf: Vec::with_capacity(S2_BLOCK),
             wrote_header: false,
         }
@@ -543,15 +547,25 @@ impl<W: Write> S2Writer<W> {
             return Ok(());
         }
         let crc = masked_crc32c(&self.buf);
-        let compressed = match self.level {
+        let owned;
+        let compressed: Option<&[u8]> = match self.level {
             S2Level::Uncompressed => None,
-            S2Level::Default => Some(self.enc.encode(&self.buf)),
-            S2Level::Better => Some(self.enc.encode_better(&self.buf)),
-            S2Level::Best => Some(self.enc.encode_best(&self.buf)),
+            S2Level::Better if self.buf.len() >= s2_better::MIN_BLOCK => self
+                .better
+                .get_or_insert_with(|| Box::new(s2_better::Better::new()))
+                .encode(&self.buf),
+            level => {
+                owned = match level {
+                    S2Level::Better => self.enc.encode_better(&self.buf),
+                    S2Level::Best => self.enc.encode_best(&self.buf),
+                    _ => self.enc.encode(&self.buf),
+                };
+                Some(owned.as_slice())
+            }
         };
         let limit = self.buf.len() - self.buf.len() / 32 - 5.min(self.buf.len());
-        let (kind, body) = match &compressed {
-            Some(c) if c.len() <= limit => (CHUNK_COMPRESSED, c.as_slice()),
+        let (kind, body) = match compressed {
+            Some(c) if c.len() <= limit => (CHUNK_COMPRESSED, c),
             _ => (CHUNK_UNCOMPRESSED, self.buf.as_slice()),
         };
         let len = body.len() + 4;
