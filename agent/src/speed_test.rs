@@ -59,21 +59,34 @@ pub async fn run(
 ) -> Result<SpeedReport, StorageError> {
     let _ = proc_stats::reset_peak();
     let cpu0 = proc_stats::cpu_secs();
-    let input: rbm_storage::ByteReader = match source {
-        Source::Sample(size) => Box::new(SampleStream::new(42, *size)),
+    let (input, size): (rbm_storage::ByteReader, u64) = match source {
+        Source::Sample(size) => (Box::new(SampleStream::new(42, *size)), *size),
         Source::File(path) => {
-            let f = tokio::fs::File::open(path).await.map_err(|e| {
-                StorageError::io(storage.kind(), "save", path.display().to_string(), &e)
-            })?;
-            Box::new(tokio::io::BufReader::with_capacity(1 << 20, f))
+            let io_err = |e: &std::io::Error| {
+                StorageError::io(storage.kind(), "save", path.display().to_string(), e)
+            };
+            let f = tokio::fs::File::open(path).await.map_err(|e| io_err(&e))?;
+            let len = f.metadata().await.map_err(|e| io_err(&e))?.len();
+            (
+                Box::new(tokio::io::BufReader::with_capacity(1 << 20, f)),
+                len,
+            )
         }
     };
     let (source, counter) = CountingReader::new(input);
     let compressed = compress_reader(Box::new(source), compression, level);
     let started = Instant::now();
-    let stored = storage
-        .save(OBJECT, compressed, None, &CancellationToken::new())
-        .await?;
+    let cancel = CancellationToken::new();
+    // Uncompressed, the stored size is known up front: the backend may stream it as one
+    // request (as a backup does with physical files).
+    let stored = match compression {
+        Compression::None => {
+            storage
+                .save_sized(OBJECT, compressed, size, &cancel)
+                .await?
+        }
+        _ => storage.save(OBJECT, compressed, None, &cancel).await?,
+    };
     let upload_secs = started.elapsed().as_secs_f64();
     let bytes_in = counter.load(Ordering::Relaxed);
 

@@ -4,7 +4,8 @@
 //! `cargo bench -p rbm-storage --bench codecs`; `RBM_BENCH_MB` sets the data size
 //! (default 200), `RBM_BENCH_REPEAT` the runs per measurement (best is kept, default 1).
 //! `RBM_BENCH_DUMP=<path>` writes the generated data to `<path>` and exits without
-//! measuring, so that another implementation can be measured on exactly the same bytes.
+//! measuring, so that another implementation can be measured on exactly the same bytes;
+//! `RBM_BENCH_OUT=<dir>` keeps each codec's compressed output there, for PBM's readers.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -77,11 +78,18 @@ fn gen_data(target: usize) -> (Vec<u8>, usize) {
     (out, i as usize)
 }
 
-/// CPU time (user + system) of this process so far (Linux; `None` elsewhere). On a
-/// loaded machine wall time depends on what else runs; MB per CPU-second is the
-/// per-core cost.
+/// CPU time of this thread so far (Linux; `None` elsewhere). On a loaded machine wall
+/// time depends on what else runs; MB per CPU-second is the per-core cost. The sync
+/// codecs run on this thread only; `/proc/thread-self/schedstat` counts nanoseconds,
+/// where the process's `/proc/self/stat` counts 10 ms ticks (8% of a 0.13 s decode).
 fn cpu_time() -> Option<Duration> {
-    rbm_storage::procstat::cpu_secs().map(Duration::from_secs_f64)
+    let ns = std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok());
+    match ns {
+        Some(ns) => Some(Duration::from_nanos(ns)),
+        None => rbm_storage::procstat::cpu_secs().map(Duration::from_secs_f64),
+    }
 }
 
 /// The fastest of `repeat` runs: (wall time, CPU time of that run, its result).
@@ -152,20 +160,22 @@ fn pbm(c: Compression) -> (Option<f64>, Option<f64>) {
 fn settings(c: Compression, level: Option<i32>) -> &'static str {
     match (c, level) {
         (Compression::S2, Some(3)) => {
-            "minlz 1.2 encode_better, 1 MiB blocks, CRC-32C; dec: FramedReader + minlz"
+            "codec::s2_better (minlz 1.2 encode_better, fixed-size tables), 1 MiB blocks, CRC-32C; \
+             dec: FramedReader + codec::s2_block"
         }
         (Compression::S2, _) => {
-            "minlz 1.2 encode, 1 MiB blocks, CRC-32C; dec: FramedReader + minlz"
+            "minlz 1.2 Encoder::encode (tables reused), 1 MiB blocks, CRC-32C; \
+             dec: FramedReader + codec::s2_block"
         }
         (Compression::Snappy, _) => "snap 1 FrameEncoder (64 KiB blocks); dec: FramedReader",
         (Compression::Lz4, _) => {
-            "lz4_flex 0.14 frame (default features: safe-encode, safe-decode), fast, \
-             4 MiB independent blocks, content checksum"
+            "lz4_flex 0.14 frame (features std, frame, checked-decode: no safe-encode/-decode), \
+             fast, 4 MiB independent blocks, content checksum"
         }
         (Compression::Zstd, Some(1)) => "libzstd 1.5.7 level 1, checksum, 1 thread",
         (Compression::Zstd, _) => "libzstd 1.5.7 level 3, checksum, 1 thread",
         (Compression::Gzip | Compression::Pgzip, _) => {
-            "flate2 1.1 (miniz_oxide) level 6, one gzip member; dec: MultiGzDecoder"
+            "flate2 1.1 (zlib-rs) level 6, one gzip member; dec: MultiGzDecoder"
         }
         (Compression::None, _) => "copy",
     }
@@ -183,6 +193,7 @@ fn main() {
     let repeat = env_usize("RBM_BENCH_REPEAT", 1);
     let (data, docs) = gen_data(mb * 1_000_000);
     let len = data.len() as f64;
+    let out_dir = std::env::var_os("RBM_BENCH_OUT");
     if let Some(path) = std::env::var_os("RBM_BENCH_DUMP") {
         if let Err(e) = std::fs::write(&path, &data) {
             panic!("RBM_BENCH_DUMP {}: {e}", path.to_string_lossy());
@@ -213,7 +224,7 @@ fn main() {
         "PBM ratio",
         "rbm/PBM"
     );
-    let rows: &[(Compression, Option<i32>)] = &[
+    let default_rows = [
         (Compression::S2, None),
         (Compression::S2, Some(3)),
         (Compression::Snappy, None),
@@ -223,8 +234,41 @@ fn main() {
         (Compression::Gzip, None),
         (Compression::Pgzip, None),
     ];
+    // RBM_BENCH_ROWS="s2,gzip:5" measures only those codec[:level] rows.
+    let rows: Vec<(Compression, Option<i32>)> = match std::env::var("RBM_BENCH_ROWS") {
+        Ok(spec) => spec
+            .split(',')
+            .map(|r| {
+                let (c, l) = r.split_once(':').map_or((r, None), |(c, l)| (c, Some(l)));
+                let c = c
+                    .trim()
+                    .parse()
+                    .unwrap_or_else(|e| panic!("RBM_BENCH_ROWS: {e}"));
+                let l = l.map(|l| {
+                    l.trim()
+                        .parse()
+                        .unwrap_or_else(|e| panic!("RBM_BENCH_ROWS: {e}"))
+                });
+                (c, l)
+            })
+            .collect(),
+        Err(_) => default_rows.to_vec(),
+    };
+    let rows = &rows[..];
     for &(c, level) in rows {
         let (ct, ccpu, z) = best(repeat, || compress(c, level, &data));
+        if let Some(dir) = &out_dir {
+            // For reading back with PBM's Go readers (what rbm writes must stay readable).
+            let name = format!(
+                "data.{}{}{}",
+                c.as_str(),
+                level.map_or_else(String::new, |l| format!("-{l}")),
+                c.extension()
+            );
+            if let Err(e) = std::fs::write(std::path::Path::new(dir).join(&name), &z) {
+                panic!("RBM_BENCH_OUT {name}: {e}");
+            }
+        }
         let (dt, dcpu, ()) = best(repeat, || decompress(c, &z, &data));
         let comp = len / MB / ct.as_secs_f64();
         let ratio = len / z.len() as f64;
@@ -248,7 +292,7 @@ fn main() {
             opt(pbm_ratio.map(|p| ratio / p), 2),
         );
     }
-    println!("\n(cpu: MB per CPU-second of the process in the fastest run; 10 ms ticks)");
+    println!("\n(cpu: MB per CPU-second of the benchmark thread in the fastest run)");
     println!("settings:");
     for &(c, level) in rows {
         println!(
@@ -269,20 +313,25 @@ fn main() {
         "\nthrough compress_reader / decompress_reader (1 worker + the codec's blocking thread):"
     );
     for c in [Compression::S2, Compression::Zstd] {
-        let (ct, _, z) = best(repeat, || {
-            rt.block_on(async {
-                let input: ByteReader = Box::new(std::io::Cursor::new(data.clone()));
-                let mut out = Vec::new();
+        // Process CPU (every thread: the codec's and the runtime's), input copy excluded.
+        let proc_cpu = || rbm_storage::procstat::cpu_secs().unwrap_or(0.0);
+        let (ct, _, (z, ccpu)) = best(repeat, || {
+            let input: ByteReader = Box::new(std::io::Cursor::new(data.clone()));
+            let c0 = proc_cpu();
+            let out = rt.block_on(async {
+                let mut out = Vec::with_capacity(data.len());
                 compress_reader(input, c, None)
                     .read_to_end(&mut out)
                     .await
                     .expect("compress_reader");
                 out
-            })
+            });
+            (out, proc_cpu() - c0)
         });
-        let (dt, _, n) = best(repeat, || {
-            rt.block_on(async {
-                let input: ByteReader = Box::new(std::io::Cursor::new(z.clone()));
+        let (dt, _, (n, dcpu)) = best(repeat, || {
+            let input: ByteReader = Box::new(std::io::Cursor::new(z.clone()));
+            let c0 = proc_cpu();
+            let n = rt.block_on(async {
                 let mut r = decompress_reader(input, c);
                 let (mut buf, mut n) = (vec![0u8; 1 << 20], 0usize);
                 loop {
@@ -292,14 +341,18 @@ fn main() {
                     }
                     n += k;
                 }
-            })
+            });
+            (n, proc_cpu() - c0)
         });
         assert_eq!(n, data.len(), "{c}: adapter round trip size");
+        let per = |secs: f64| opt((secs >= 0.05).then(|| len / MB / secs), 0);
         println!(
-            "{:<8} comp {:>6.0} MB/s, dec {:>6.0} MB/s (includes one copy of the input)",
+            "{:<8} comp {:>6.0} MB/s ({:>5} per CPU-s), dec {:>6.0} MB/s ({:>5} per CPU-s)",
             c.as_str(),
             len / MB / ct.as_secs_f64(),
-            len / MB / dt.as_secs_f64()
+            per(ccpu),
+            len / MB / dt.as_secs_f64(),
+            per(dcpu),
         );
     }
     println!(

@@ -32,6 +32,9 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::ByteReader;
 
+mod s2_better;
+mod s2_block;
+
 /// PBM's compression types (`pbm/compress/compress.go`), with PBM's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum Compression {
@@ -514,6 +517,11 @@ const S2_MAX_BLOCK: usize = 4 << 20;
 struct S2Writer<W> {
     inner: W,
     level: S2Level,
+    /// Keeps minlz's hash tables between blocks (its free functions allocate and zero
+    /// them for every 1 MiB block).
+    enc: minlz::Encoder,
+    /// Level 3's encoder for full blocks (see `s2_better`), made on first use.
+    better: Option<Box<s2_better::Better>>,
     buf: Vec<u8>,
     wrote_header: bool,
 }
@@ -523,6 +531,8 @@ impl<W: Write> S2Writer<W> {
         Self {
             inner,
             level,
+            enc: minlz::Encoder::new(),
+            better: None,
             buf: Vec::with_capacity(S2_BLOCK),
             wrote_header: false,
         }
@@ -537,15 +547,25 @@ impl<W: Write> S2Writer<W> {
             return Ok(());
         }
         let crc = masked_crc32c(&self.buf);
-        let compressed = match self.level {
+        let owned;
+        let compressed: Option<&[u8]> = match self.level {
             S2Level::Uncompressed => None,
-            S2Level::Default => Some(minlz::encode(&self.buf)),
-            S2Level::Better => Some(minlz::encode_better(&self.buf)),
-            S2Level::Best => Some(minlz::encode_best(&self.buf)),
+            S2Level::Better if self.buf.len() >= s2_better::MIN_BLOCK => self
+                .better
+                .get_or_insert_with(|| Box::new(s2_better::Better::new()))
+                .encode(&self.buf),
+            level => {
+                owned = match level {
+                    S2Level::Better => self.enc.encode_better(&self.buf),
+                    S2Level::Best => self.enc.encode_best(&self.buf),
+                    _ => self.enc.encode(&self.buf),
+                };
+                Some(owned.as_slice())
+            }
         };
         let limit = self.buf.len() - self.buf.len() / 32 - 5.min(self.buf.len());
-        let (kind, body) = match &compressed {
-            Some(c) if c.len() <= limit => (CHUNK_COMPRESSED, c.as_slice()),
+        let (kind, body) = match compressed {
+            Some(c) if c.len() <= limit => (CHUNK_COMPRESSED, c),
             _ => (CHUNK_UNCOMPRESSED, self.buf.as_slice()),
         };
         let len = body.len() + 4;
@@ -690,18 +710,23 @@ impl<R: Read> FramedReader<R> {
                         return Err(corrupt(format!("block of {n} bytes exceeds 4 MiB")));
                     }
                     self.out.resize(n, 0);
-                    // snap decodes Snappy blocks about 2.5x faster than minlz; minlz stays
-                    // the fallback in case a writer put S2 blocks under the Snappy magic.
+                    // snap decodes Snappy blocks (at Go's speed or better); s2_block
+                    // stays the fallback in case a writer put S2 blocks under the Snappy
+                    // magic (PBM < 1.7 did).
                     let fast = match self.snappy {
-                        true => self.snap.decompress(data, &mut self.out).ok(),
+                        true => self
+                            .snap
+                            .decompress(data, &mut self.out)
+                            .ok()
+                            .filter(|&got| got == n),
                         false => None,
                     };
-                    let got = match fast {
-                        Some(got) => got,
-                        None => minlz::decode_into(&mut self.out, data)
-                            .map_err(|e| corrupt(e.to_string()))?,
-                    };
-                    self.out.truncate(got);
+                    if fast.is_none() {
+                        let (_, head) =
+                            minlz::decode_len(data).map_err(|e| corrupt(e.to_string()))?;
+                        s2_block::decode(&mut self.out, &data[head..])
+                            .map_err(|_| corrupt("bad S2 block"))?;
+                    }
                 } else {
                     if data.len() > S2_MAX_BLOCK {
                         return Err(corrupt("uncompressed block exceeds 4 MiB"));

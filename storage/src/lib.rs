@@ -80,6 +80,23 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         cancel: &CancellationToken,
     ) -> Result<u64>;
 
+    /// Stores `data`, which is exactly `size` bytes, under `name`. Backends that can
+    /// stream an object of known length in one request (S3's PutObject) use it; the
+    /// default is [`Storage::save`] with `size` as the hint. Input longer or shorter than
+    /// `size` is an error (and stores nothing) where the backend relies on it.
+    ///
+    /// # Errors
+    /// As [`Storage::save`].
+    async fn save_sized(
+        &self,
+        name: &str,
+        data: ByteReader,
+        size: u64,
+        cancel: &CancellationToken,
+    ) -> Result<u64> {
+        self.save(name, data, Some(size), cancel).await
+    }
+
     /// Opens the whole object for streaming reads.
     async fn open(&self, name: &str) -> Result<ByteReader>;
 

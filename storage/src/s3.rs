@@ -51,6 +51,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(120);
 const MIN_UPLOAD_RATE: u64 = 256 << 10;
 /// S3's limits: the largest part, and the largest object a single CopyObject may copy.
 const MAX_PART_SIZE: u64 = 5 << 30;
+/// The largest object one PutObject may store.
+const MAX_SINGLE_PUT: u64 = 5 << 30;
 const MAX_SINGLE_COPY: u64 = 5 << 30;
 
 /// An S3 bucket (and prefix) used as object storage.
@@ -645,6 +647,38 @@ impl S3 {
         Ok(len)
     }
 
+    /// One PutObject whose body is read from `data` while it is sent: memory stays at a
+    /// read buffer whatever the size. The SDK cannot retry a body it cannot replay, so a
+    /// failure fails the save (the caller's retry starts over, as for a failed part).
+    async fn put_streamed(
+        &self,
+        name: &str,
+        key: &str,
+        data: ByteReader,
+        size: u64,
+    ) -> Result<u64> {
+        let body = ExactBody {
+            reader: std::sync::Mutex::new(data),
+            remaining: size,
+            size,
+            done: false,
+        };
+        let req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_length(size as i64)
+            .body(ByteStream::from_body_1_x(body));
+        with_write_opts!(req, self)
+            .customize()
+            .config_override(Self::upload_timeouts(size))
+            .send()
+            .await
+            .map_err(|e| self.err("save", name, e))?;
+        Ok(size)
+    }
+
     /// Uploads the parts already read (`head`) and the rest of `data` as parts of
     /// `upload_id`, with up to `concurrency` in flight. Returns the parts in order and
     /// the byte count.
@@ -993,6 +1027,29 @@ impl Storage for S3 {
             .await
     }
 
+    /// Objects of a known size above one part and up to S3's single-PUT limit go up as
+    /// one streamed PutObject: a multipart upload costs the server a join of the parts
+    /// on completion (a full extra copy on s3s-fs and MinIO-like servers) and three more
+    /// requests. Smaller objects take the buffered, retryable single PUT of `save`.
+    async fn save_sized(
+        &self,
+        name: &str,
+        data: ByteReader,
+        size: u64,
+        cancel: &CancellationToken,
+    ) -> Result<u64> {
+        if size <= self.part_size || size > MAX_SINGLE_PUT {
+            return self.save(name, data, Some(size), cancel).await;
+        }
+        check_name(KIND, "save", name)?;
+        let key = self.key(name);
+        // PutObject is atomic: dropping the request on cancel leaves no object behind.
+        tokio::select! {
+            r = self.put_streamed(name, &key, data, size) => r,
+            () = cancel.cancelled() => Err(StorageError::cancelled(KIND, "save", name)),
+        }
+    }
+
     async fn open(&self, name: &str) -> Result<ByteReader> {
         check_name(KIND, "open", name)?;
         let req = self
@@ -1163,6 +1220,78 @@ impl Storage for S3 {
             .await
             .map_err(|e| self.err("copy", to, e))?;
         Ok(())
+    }
+}
+
+/// A request body of exactly `size` bytes read from a [`ByteReader`]. Input that ends
+/// early or runs on past `size` fails the body, so the server never stores a short or
+/// cut object under the name.
+struct ExactBody {
+    /// Only for `Sync` (the SDK's bodies must be); always reached through `get_mut`.
+    reader: std::sync::Mutex<ByteReader>,
+    remaining: u64,
+    size: u64,
+    done: bool,
+}
+
+/// The read size per body frame.
+const BODY_FRAME: usize = 1 << 20;
+
+impl http_body::Body for ExactBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        use std::task::Poll;
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let this = &mut *self;
+        let reader = match this.reader.get_mut() {
+            Ok(r) => r,
+            Err(p) => p.into_inner(),
+        };
+        // One byte past the end is read to prove the input really ends at `size`.
+        let want = usize::try_from(this.remaining)
+            .unwrap_or(usize::MAX)
+            .clamp(1, BODY_FRAME);
+        let mut buf = bytes::BytesMut::with_capacity(want);
+        let n = match tokio_util::io::poll_read_buf(std::pin::Pin::new(reader), cx, &mut buf) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+            Poll::Ready(Ok(n)) => n as u64,
+        };
+        if n > this.remaining {
+            this.done = true;
+            return Poll::Ready(Some(Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("the input is longer than the {} bytes announced", this.size),
+            ))));
+        }
+        if this.remaining == 0 {
+            this.done = true;
+            return Poll::Ready(None);
+        }
+        if n == 0 {
+            this.done = true;
+            return Poll::Ready(Some(Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the input ended after {} of the {} bytes announced",
+                    this.size - this.remaining,
+                    this.size
+                ),
+            ))));
+        }
+        this.remaining -= n;
+        Poll::Ready(Some(Ok(http_body::Frame::data(buf.freeze()))))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
     }
 }
 

@@ -198,6 +198,21 @@ impl Storage for Split {
         Ok(total)
     }
 
+    async fn save_sized(
+        &self,
+        name: &str,
+        data: ByteReader,
+        size: u64,
+        cancel: &CancellationToken,
+    ) -> Result<u64> {
+        if size >= self.max_obj_size {
+            return self.save(name, data, Some(size), cancel).await;
+        }
+        let n = self.inner.save_sized(name, data, size, cancel).await?;
+        self.delete_parts_from(name, 1).await?;
+        Ok(n)
+    }
+
     async fn open(&self, name: &str) -> Result<ByteReader> {
         let parts = self.parts("open", name).await?;
         if parts.len() == 1 {

@@ -864,3 +864,59 @@ async fn ca_bundle_env_does_not_break_plain_http_or_tls_setup() {
     let e = s.stat("a.bin").await.expect_err("no TLS on that port");
     assert_eq!(e.kind, ErrorKind::Unreachable, "{e}");
 }
+
+/// An input of known size above one part goes up as one streamed PutObject (plain ETag,
+/// the bytes intact); an input shorter or longer than announced fails and stores nothing.
+#[tokio::test]
+async fn known_size_is_one_streamed_put() {
+    let client = moto_client().await;
+    for (server, mut conf) in [
+        ("moto", moto_conf(&unique("sized"))),
+        ("s3s-fs", s3s_conf(&unique("sized"))),
+    ] {
+        conf.upload_part_size = Some(5 << 20);
+        let s = backend(&conf).await;
+        let cancel = CancellationToken::new();
+        let want = data(12 * MIB + 7, 11);
+        let n = s
+            .save_sized(
+                "sized.bin",
+                reader(want.clone()),
+                want.len() as u64,
+                &cancel,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{server}: sized save: {e}"));
+        assert_eq!(n, want.len() as u64, "{server}");
+        assert!(
+            read_all(&s, "sized.bin").await == want,
+            "{server}: bytes differ"
+        );
+        if server == "moto" {
+            let etag = client
+                .head_object()
+                .bucket(MOTO_BUCKET)
+                .key(format!("{}/sized.bin", conf.prefix))
+                .send()
+                .await
+                .expect("head")
+                .e_tag()
+                .unwrap_or_default()
+                .to_string();
+            assert!(!etag.contains('-'), "not a single PutObject: ETag {etag}");
+        }
+        for (name, announced, given) in [
+            ("short.bin", 12 * MIB as u64, 11 * MIB),
+            ("long.bin", 11 * MIB as u64, 12 * MIB),
+        ] {
+            let e = s
+                .save_sized(name, reader(data(given, 12)), announced, &cancel)
+                .await
+                .expect_err("a size mismatch must fail the save");
+            assert!(e.to_string().contains("announced"), "{server} {name}: {e}");
+            let gone = s.stat(name).await.expect_err("nothing stored");
+            assert_eq!(gone.kind, ErrorKind::NotFound, "{server} {name}: {gone}");
+        }
+        s.delete("sized.bin").await.expect("delete");
+    }
+}

@@ -79,6 +79,18 @@ impl Storage for Metered {
         Ok(n)
     }
 
+    async fn save_sized(
+        &self,
+        name: &str,
+        data: ByteReader,
+        size: u64,
+        cancel: &CancellationToken,
+    ) -> Result<u64> {
+        let n = self.inner.save_sized(name, data, size, cancel).await?;
+        super::storage_written(self.label(), n);
+        Ok(n)
+    }
+
     async fn open(&self, name: &str) -> Result<ByteReader> {
         Ok(self.counting(self.inner.open(name).await?))
     }
