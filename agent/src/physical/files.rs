@@ -252,8 +252,16 @@ async fn upload_one(up: &Upload, dbpath: &Path, rel: &str) -> Result<ListedFile,
     let reader: ByteReader = Box::new(reader);
     let body = rbm_storage::codec::compress_reader(reader, up.compression, up.level);
     let object = up.object(rel);
-    let hint = (up.compression == Compression::None).then_some(size);
-    let stored = up.storage.save(&object, body, hint, &up.cancel).await?;
+    let stored = if up.compression == Compression::None && up.exact {
+        // The file cannot change under a cold copy: its size is the object's, which
+        // lets S3 take it as one streamed PUT instead of parts joined afterwards.
+        up.storage
+            .save_sized(&object, body, size, &up.cancel)
+            .await?
+    } else {
+        let hint = (up.compression == Compression::None).then_some(size);
+        up.storage.save(&object, body, hint, &up.cancel).await?
+    };
     let (read, crc) = take_seen(&seen);
     if up.exact && read != size {
         return Err(PhysicalError::Check(format!(
