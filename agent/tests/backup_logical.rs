@@ -34,20 +34,6 @@ async fn registered(c: &Client, n: usize) {
     .await;
 }
 
-/// Runs `rbm <args>` against the server; returns (exit ok, stdout, stderr).
-fn rbm(server: &MongoServer, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rbm"))
-        .args(args)
-        .env("PBM_MONGODB_URI", server.uri())
-        .output()
-        .expect("run rbm");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// Several databases with every kind of collection and index the server has.
 async fn rich_dataset(c: &Client) {
     let shop = c.database("shop");

@@ -32,19 +32,6 @@ async fn registered(c: &Client, n: usize) {
     .await;
 }
 
-fn rbm(server: &MongoServer, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rbm"))
-        .args(args)
-        .env("PBM_MONGODB_URI", server.uri())
-        .output()
-        .expect("run rbm");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 async fn dataset(c: &Client, docs: usize) {
     let d: Vec<Document> = (0..docs)
         .map(|j| doc! {"i": j as i64, "pad": "x".repeat(100)})

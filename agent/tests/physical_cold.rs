@@ -12,44 +12,12 @@ use rbm_storage::StorageConf;
 use std::path::Path;
 use std::time::Duration;
 
-async fn set_config(c: &Client, storage: &StorageConf) {
-    let d = doc! {"storage": mongodb::bson::serialize_to_bson(storage).expect("storage conf")};
-    let coll = c.database("admin").collection::<Document>("pbmConfig");
-    coll.delete_many(doc! {}).await.expect("clear config");
-    coll.insert_one(d).await.expect("insert config");
-}
-
 async fn registered(c: &Client) {
     wait_for(Duration::from_secs(40), "agent with storage ok", || async {
         let docs = find_all(c, "pbmAgents", doc! {"stors.ok": true}).await;
         (!docs.is_empty()).then_some(())
     })
     .await;
-}
-
-/// Runs `rbm <args>`; returns (exit ok, stdout, stderr).
-fn rbm(server: &MongoServer, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rbm"))
-        .args(args)
-        .env("PBM_MONGODB_URI", server.uri())
-        .output()
-        .expect("run rbm");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn quoted_after(out: &str, marker: &str) -> String {
-    let i = out
-        .find(marker)
-        .unwrap_or_else(|| panic!("{marker:?} in output: {out}"))
-        + marker.len();
-    out[i..]
-        .chars()
-        .take_while(|c| *c != '"' && *c != ' ')
-        .collect()
 }
 
 /// A node the agent may stop and start, and its agent.

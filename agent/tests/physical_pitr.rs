@@ -6,24 +6,14 @@
 //! agent before the node is stopped.
 
 mod agent_common;
+#[allow(dead_code)]
+mod pitr_common;
 
 use agent_common::*;
 use mongodb::bson::{doc, Document, Timestamp};
 use mongodb::Client;
-use rbm_protocol::meta::PitrChunk;
-use rbm_storage::codec::{encoder, Compression};
-use rbm_storage::StorageConf;
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::Path;
+use pitr_common::*;
 use std::time::Duration;
-
-async fn set_config(c: &Client, storage: &StorageConf) {
-    let d = doc! {"storage": mongodb::bson::serialize_to_bson(storage).expect("storage conf")};
-    let coll = c.database("admin").collection::<Document>("pbmConfig");
-    coll.delete_many(doc! {}).await.expect("clear config");
-    coll.insert_one(d).await.expect("insert config");
-}
 
 async fn registered(c: &Client) {
     wait_for(Duration::from_secs(40), "agent with storage ok", || async {
@@ -31,119 +21,6 @@ async fn registered(c: &Client) {
         (!docs.is_empty()).then_some(())
     })
     .await;
-}
-
-fn rbm(server: &MongoServer, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rbm"))
-        .args(args)
-        .env("PBM_MONGODB_URI", server.uri())
-        .output()
-        .expect("run rbm");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn quoted_after(out: &str, marker: &str) -> String {
-    let i = out
-        .find(marker)
-        .unwrap_or_else(|| panic!("{marker:?} in output: {out}"))
-        + marker.len();
-    out[i..]
-        .chars()
-        .take_while(|c| *c != '"' && *c != ' ')
-        .collect()
-}
-
-fn now_secs() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs_f64()
-}
-
-/// Sleeps until just after the next whole second.
-async fn next_second() {
-    let wait = 1.05 - now_secs().fract();
-    tokio::time::sleep(Duration::from_secs_f64(wait)).await;
-}
-
-async fn last_oplog_ts(c: &Client) -> Timestamp {
-    c.database("local")
-        .collection::<Document>("oplog.rs")
-        .find_one(doc! {"op": {"$ne": "n"}})
-        .sort(doc! {"$natural": -1})
-        .await
-        .expect("read oplog")
-        .expect("oplog not empty")
-        .get_timestamp("ts")
-        .expect("ts")
-}
-
-async fn insert_chunk(c: &Client, chunk: &PitrChunk) {
-    c.database("admin")
-        .collection::<Document>("pbmPITRChunks")
-        .insert_one(mongodb::bson::serialize_to_document(chunk).expect("chunk doc"))
-        .await
-        .expect("insert chunk");
-}
-
-/// Writes the oplog entries `from..=till` as an s2 PITR chunk on the storage, as PBM's
-/// slicer names and indexes it.
-async fn cut_chunk(
-    direct: &Client,
-    admin: &Client,
-    storage: &Path,
-    rs: &str,
-    from: Timestamp,
-    till: Timestamp,
-) -> PitrChunk {
-    let mut range = rbm_agent::oplog::read::OplogRange::open(direct, from, till)
-        .await
-        .expect("open oplog range");
-    let name = rbm_protocol::names::pitr_chunk_path(rs, from, till, ".s2");
-    let path = storage.join(&name);
-    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    let file = std::fs::File::create(&path).expect("create chunk");
-    let mut enc = encoder(Compression::S2, None, file).expect("encoder");
-    while let Some(e) = range.next().await.expect("read oplog") {
-        enc.write_all(e.as_bytes()).expect("write chunk");
-    }
-    enc.finish().expect("finish chunk");
-    let chunk = PitrChunk {
-        id: None,
-        rs: rs.to_string(),
-        file_name: name,
-        compression: "s2".into(),
-        start_ts: from,
-        end_ts: till,
-        size: std::fs::metadata(&path).expect("stat").len() as i64,
-    };
-    insert_chunk(admin, &chunk).await;
-    chunk
-}
-
-async fn e2e_state(c: &Client) -> BTreeMap<String, (u64, String)> {
-    rbm_e2e::state_hashes(c)
-        .await
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("e2e."))
-        .collect()
-}
-
-async fn marker(c: &Client, n: i32) -> Timestamp {
-    c.database("marker")
-        .collection::<Document>("m")
-        .insert_one(doc! {"n": n})
-        .await
-        .expect("marker");
-    last_oplog_ts(c).await
-}
-
-fn fmt(t: u32) -> String {
-    rbm_agent::cli::text::fmt_ts(i64::from(t))
 }
 
 async fn restore_doc(c: &Client, name: &str) -> Document {

@@ -8,18 +8,18 @@
 
 mod agent_common;
 #[allow(dead_code)]
+mod pitr_common;
+#[allow(dead_code)]
 mod restore_common;
 
 use agent_common::{client, send_command, wait_for, Agent, MongoServer};
 use mongodb::bson::{doc, Document, Timestamp};
 use mongodb::Client;
+use pitr_common::*;
 use rbm_agent::pitr::timeline::chunk_from_path;
 use rbm_protocol::meta::PitrChunk;
-use rbm_storage::codec::{encoder, Compression};
 use restore_common::*;
 use serde_json::Value;
-use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -53,14 +53,6 @@ async fn index_chunks_on_storage(c: &Client, storage: &Path, only_rs: Option<&st
         }
     }
     n
-}
-
-async fn insert_chunk(c: &Client, chunk: &PitrChunk) {
-    c.database("admin")
-        .collection::<Document>("pbmPITRChunks")
-        .insert_one(mongodb::bson::serialize_to_document(chunk).expect("chunk doc"))
-        .await
-        .expect("insert chunk");
 }
 
 async fn assert_chunk_indexed(c: &Client, chunk: &PitrChunk) {
@@ -259,92 +251,6 @@ async fn legacy_chunks_replay_through_oplog_replay() {
 
 // ---------------------------------------------------------------------------------
 // End to end on the test server.
-
-fn now_secs() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs_f64()
-}
-
-/// Sleeps until just after the next whole second.
-async fn next_second() {
-    let n = now_secs();
-    let wait = 1.05 - n.fract();
-    tokio::time::sleep(Duration::from_secs_f64(wait)).await;
-}
-
-async fn last_oplog_ts(c: &Client) -> Timestamp {
-    c.database("local")
-        .collection::<Document>("oplog.rs")
-        .find_one(doc! {"op": {"$ne": "n"}})
-        .sort(doc! {"$natural": -1})
-        .await
-        .expect("read oplog")
-        .expect("oplog not empty")
-        .get_timestamp("ts")
-        .expect("ts")
-}
-
-/// Writes the entries `from..=till` of the server's oplog as a PITR chunk (s2) onto the
-/// filesystem storage and indexes it, as PBM's slicer does.
-async fn cut_chunk(
-    direct: &Client,
-    admin: &Client,
-    storage: &Path,
-    rs: &str,
-    from: Timestamp,
-    till: Timestamp,
-) {
-    let mut range = rbm_agent::oplog::read::OplogRange::open(direct, from, till)
-        .await
-        .expect("open oplog range");
-    let name = rbm_protocol::names::pitr_chunk_path(rs, from, till, ".s2");
-    let path = storage.join(&name);
-    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    let file = std::fs::File::create(&path).expect("create chunk");
-    let mut enc = encoder(Compression::S2, None, file).expect("encoder");
-    while let Some(e) = range.next().await.expect("read oplog") {
-        enc.write_all(e.as_bytes()).expect("write chunk");
-    }
-    enc.finish().expect("finish chunk");
-    let size = std::fs::metadata(&path).expect("stat").len() as i64;
-    insert_chunk(
-        admin,
-        &PitrChunk {
-            id: None,
-            rs: rs.to_string(),
-            file_name: name,
-            compression: "s2".into(),
-            start_ts: from,
-            end_ts: till,
-            size,
-        },
-    )
-    .await;
-}
-
-/// Hashes of the `e2e` database only (the marker writes live elsewhere).
-async fn e2e_state(c: &Client) -> BTreeMap<String, (u64, String)> {
-    rbm_e2e::state_hashes(c)
-        .await
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("e2e."))
-        .collect()
-}
-
-async fn marker(c: &Client, n: i32) -> Timestamp {
-    c.database("marker")
-        .collection::<Document>("m")
-        .insert_one(doc! {"n": n})
-        .await
-        .expect("marker");
-    last_oplog_ts(c).await
-}
-
-fn fmt(t: u32) -> String {
-    rbm_agent::cli::text::fmt_ts(i64::from(t))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn restore_to_seconds_between_writes_and_refusals_leave_data_untouched() {

@@ -232,19 +232,6 @@ async fn pitr_log(c: &Client, severity: i32) -> Vec<String> {
         .collect()
 }
 
-fn rbm(server: &MongoServer, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rbm"))
-        .args(args)
-        .env("PBM_MONGODB_URI", server.uri())
-        .output()
-        .expect("run rbm");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slices_contiguous_chunks_resumes_after_restart_and_stops_when_disabled() {
     let server = MongoServer::start().await;

@@ -193,3 +193,37 @@ pub async fn send_command(
         .expect("insert command");
     id
 }
+
+/// Runs `rbm <args>` against `server`; returns (exit ok, stdout, stderr).
+pub fn rbm(server: &MongoServer, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rbm"))
+        .args(args)
+        .env("PBM_MONGODB_URI", server.uri())
+        .output()
+        .expect("run rbm");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The text after `marker` in `out` up to a quote or a space (a name the CLI printed).
+pub fn quoted_after(out: &str, marker: &str) -> String {
+    let i = out
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker:?} in output: {out}"))
+        + marker.len();
+    out[i..]
+        .chars()
+        .take_while(|c| *c != '"' && *c != ' ')
+        .collect()
+}
+
+/// Replaces the main config with one naming only `storage`.
+pub async fn set_config(c: &Client, storage: &rbm_storage::StorageConf) {
+    let d = doc! {"storage": mongodb::bson::serialize_to_bson(storage).expect("storage conf")};
+    let coll = c.database("admin").collection::<Document>("pbmConfig");
+    coll.delete_many(doc! {}).await.expect("clear config");
+    coll.insert_one(d).await.expect("insert config");
+}
