@@ -631,13 +631,18 @@ impl S3 {
 
     async fn put_single(&self, name: &str, key: &str, body: Bytes) -> Result<u64> {
         let len = body.len() as u64;
+        self.put(name, key, ByteStream::from(body), len).await
+    }
+
+    /// One PutObject of `len` bytes with the configured write options.
+    async fn put(&self, name: &str, key: &str, body: ByteStream, len: u64) -> Result<u64> {
         let req = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
             .content_length(len as i64)
-            .body(ByteStream::from(body));
+            .body(body);
         with_write_opts!(req, self)
             .customize()
             .config_override(Self::upload_timeouts(len))
@@ -663,20 +668,8 @@ impl S3 {
             size,
             done: false,
         };
-        let req = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_length(size as i64)
-            .body(ByteStream::from_body_1_x(body));
-        with_write_opts!(req, self)
-            .customize()
-            .config_override(Self::upload_timeouts(size))
-            .send()
+        self.put(name, key, ByteStream::from_body_1_x(body), size)
             .await
-            .map_err(|e| self.err("save", name, e))?;
-        Ok(size)
     }
 
     /// Uploads the parts already read (`head`) and the rest of `data` as parts of
