@@ -98,11 +98,13 @@ pub async fn wait_backup_listed(c: &Client, name: &str) {
     .await;
 }
 
+/// The newest restore meta. `start_ts` has whole seconds and two restores can start in
+/// one; the agent's ObjectIds order its own inserts within a second.
 pub async fn restore_meta(c: &Client) -> Document {
     c.database("admin")
         .collection::<Document>("pbmRestores")
         .find_one(doc! {})
-        .sort(doc! {"start_ts": -1})
+        .sort(doc! {"start_ts": -1, "_id": -1})
         .await
         .expect("read pbmRestores")
         .expect("a restore meta")
