@@ -39,18 +39,12 @@ async fn setup_with(conf: Option<StorageConf>) -> Env {
     let conf = conf.unwrap_or_else(|| rbm_e2e::fs_conf(store.path()));
     let c = client(&server).await;
     set_config(&c, &conf).await;
-    let me = format!("127.0.0.1:{}", server.port());
-    let dbpath = server.data_dir().display().to_string();
     let (start, stop) = (server.start_cmd(), server.stop_cmd());
-    let agent = Agent::start(
+    let agent = Agent::start_on_node(
         &server,
-        &me,
-        "primary",
+        &start,
+        &stop,
         &[
-            ("RBM_AGENT_DBPATH", dbpath.as_str()),
-            ("RBM_AGENT_MONGOD_START_CMD", start.as_str()),
-            ("RBM_AGENT_MONGOD_STOP_CMD", stop.as_str()),
-            ("RBM_AGENT_MONGOD_TIMEOUT_SECS", "60"),
             // Small ranges: every restored file is read in many parallel pieces.
             ("RBM_AGENT_PHYSICAL_DOWNLOAD_CHUNK_BYTES", "65536"),
         ],
@@ -297,20 +291,8 @@ async fn restore_whose_start_command_fails_puts_the_old_data_back() {
         f = flag.display(),
         s = env.server.start_cmd()
     );
-    let me = format!("127.0.0.1:{}", env.server.port());
-    let dbpath = env.server.data_dir().display().to_string();
     let stop = env.server.stop_cmd();
-    let agent = Agent::start(
-        &env.server,
-        &me,
-        "primary",
-        &[
-            ("RBM_AGENT_DBPATH", dbpath.as_str()),
-            ("RBM_AGENT_MONGOD_START_CMD", start.as_str()),
-            ("RBM_AGENT_MONGOD_STOP_CMD", stop.as_str()),
-            ("RBM_AGENT_MONGOD_TIMEOUT_SECS", "60"),
-        ],
-    );
+    let agent = Agent::start_on_node(&env.server, &start, &stop, &[]);
     registered(&c).await;
     let (ok, out, err) = rbm(&env.server, &["restore", &name, "--wait"]);
     assert!(!ok, "restore succeeded:\n{out}\n{err}");

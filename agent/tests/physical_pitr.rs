@@ -37,23 +37,11 @@ async fn pitr_restore_on_a_cold_physical_base_reaches_the_targets_and_refuses_a_
     let store = tempfile::tempdir().expect("storage dir");
     let c = client(&server).await;
     set_config(&c, &rbm_e2e::fs_conf(store.path())).await;
-    let me = format!("127.0.0.1:{}", server.port());
-    let dbpath = server.data_dir().display().to_string();
     // Every stop of the node leaves a line: a refused restore must leave none.
     let stops = store.path().join("stops.log");
     let stop = format!("echo stop >> '{}'; {}", stops.display(), server.stop_cmd());
     let start = server.start_cmd();
-    let agent = Agent::start(
-        &server,
-        &me,
-        "primary",
-        &[
-            ("RBM_AGENT_DBPATH", dbpath.as_str()),
-            ("RBM_AGENT_MONGOD_START_CMD", start.as_str()),
-            ("RBM_AGENT_MONGOD_STOP_CMD", stop.as_str()),
-            ("RBM_AGENT_MONGOD_TIMEOUT_SECS", "60"),
-        ],
-    );
+    let agent = Agent::start_on_node(&server, &start, &stop, &[]);
     registered(&c).await;
     let coll = c.database("e2e").collection::<Document>("c");
     coll.insert_many((0..50).map(|i| doc! {"_id": i, "v": i, "tags": ["x"]}))
@@ -234,20 +222,8 @@ async fn a_chunk_that_fails_to_replay_puts_the_old_data_back() {
     let store = tempfile::tempdir().expect("storage dir");
     let c = client(&server).await;
     set_config(&c, &rbm_e2e::fs_conf(store.path())).await;
-    let me = format!("127.0.0.1:{}", server.port());
-    let dbpath = server.data_dir().display().to_string();
     let (start, stop) = (server.start_cmd(), server.stop_cmd());
-    let agent = Agent::start(
-        &server,
-        &me,
-        "primary",
-        &[
-            ("RBM_AGENT_DBPATH", dbpath.as_str()),
-            ("RBM_AGENT_MONGOD_START_CMD", start.as_str()),
-            ("RBM_AGENT_MONGOD_STOP_CMD", stop.as_str()),
-            ("RBM_AGENT_MONGOD_TIMEOUT_SECS", "60"),
-        ],
-    );
+    let agent = Agent::start_on_node(&server, &start, &stop, &[]);
     registered(&c).await;
     let coll = c.database("e2e").collection::<Document>("c");
     coll.insert_many((0..20).map(|i| doc! {"_id": i}))

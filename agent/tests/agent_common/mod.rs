@@ -47,6 +47,27 @@ impl Agent {
         agent
     }
 
+    /// The agent of a node it may stop and start (physical backups and restores): as the
+    /// primary `127.0.0.1:<port>`, with the server's dbPath and these start and stop
+    /// shell commands, plus `extra` settings.
+    pub fn start_on_node(
+        server: &MongoServer,
+        start: &str,
+        stop: &str,
+        extra: &[(&str, &str)],
+    ) -> Agent {
+        let me = format!("127.0.0.1:{}", server.port());
+        let dbpath = server.data_dir().display().to_string();
+        let mut env = vec![
+            ("RBM_AGENT_DBPATH", dbpath.as_str()),
+            ("RBM_AGENT_MONGOD_START_CMD", start),
+            ("RBM_AGENT_MONGOD_STOP_CMD", stop),
+            ("RBM_AGENT_MONGOD_TIMEOUT_SECS", "60"),
+        ];
+        env.extend_from_slice(extra);
+        Agent::start(server, &me, "primary", &env)
+    }
+
     /// Until the agent reads commands (or has exited, which the test then sees): a
     /// command written before that may predate its start and is, as in PBM, not run.
     fn wait_listening(&mut self) {
