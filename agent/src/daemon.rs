@@ -100,12 +100,14 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
     .await;
 
     let mut tasks: JoinSet<()> = JoinSet::new();
+    let (pitr_wakeup, pitr_woken) = crate::pitr::slicer::Wakeup::new();
     let ctx = OpContext {
         node: node.clone(),
         log: log.clone(),
         hold: settings.test_op_hold,
         backups: Default::default(),
         physical: std::sync::Arc::new(settings.physical.clone()),
+        pitr_wakeup,
     };
     // Outside `tasks`: the shutdown order below takes the first task to end for intake.
     let watchdog = tokio::spawn(crate::backup::watchdog::run(
@@ -125,6 +127,7 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
     let pitr = tokio::spawn(crate::pitr::slicer::run(
         node.clone(),
         log.clone(),
+        pitr_woken,
         shutdown.clone(),
     ));
     let hb_cancel = CancellationToken::new();

@@ -40,6 +40,8 @@ pub struct OpContext {
     pub backups: crate::backup::RunningBackups,
     /// Node-local settings of physical backups and restores.
     pub physical: std::sync::Arc<crate::physical::PhysicalSettings>,
+    /// Tells this agent's PITR slicer that a backup was sent.
+    pub pitr_wakeup: crate::pitr::slicer::Wakeup,
 }
 
 /// Handles one command to the end. Errors are logged, not returned: one failed
@@ -56,7 +58,10 @@ pub async fn handle(ctx: OpContext, cmd: CommandDoc, cancel: CancellationToken) 
         }
     };
     let result = match &cmd.command {
-        Command::Backup(b) => backup(&ctx, opid, epoch, b, &cancel).await,
+        Command::Backup(b) => {
+            ctx.pitr_wakeup.backup_sent(&opid_hex);
+            backup(&ctx, opid, epoch, b, &cancel).await
+        }
         Command::Pitr => {
             let ev = Event {
                 event: "pitr",

@@ -109,13 +109,38 @@ impl Settings {
 }
 
 /// The agent's PITR routine, until `shutdown`.
-pub async fn run(node: Node, log: PbmLog, shutdown: CancellationToken) {
+/// PBM's `sliceNow`: the agent's command handler tells its own slicer that a backup
+/// was sent, so that the slicer cuts at the backup's first write at once instead of at
+/// its next check, which a short backup may have outlasted.
+#[derive(Clone, Debug)]
+pub struct Wakeup(std::sync::Arc<tokio::sync::watch::Sender<Option<String>>>);
+
+impl Wakeup {
+    /// The handle for command handlers, and the receiver for [`run`].
+    pub fn new() -> (Self, tokio::sync::watch::Receiver<Option<String>>) {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        (Self(std::sync::Arc::new(tx)), rx)
+    }
+
+    /// A backup with this operation id was sent.
+    pub fn backup_sent(&self, opid: &str) {
+        self.0.send_replace(Some(opid.to_string()));
+    }
+}
+
+pub async fn run(
+    node: Node,
+    log: PbmLog,
+    wakeup: tokio::sync::watch::Receiver<Option<String>>,
+    shutdown: CancellationToken,
+) {
     let settings = Settings::from_env();
     let mut routine = Routine {
         node,
         log,
         settings,
         last_note: None,
+        wakeup,
     };
     let mut first = true;
     loop {
@@ -144,6 +169,7 @@ struct Routine {
     /// The last message written by [`Routine::note`]: repeated ones are not logged again
     /// every check period.
     last_note: Option<String>,
+    wakeup: tokio::sync::watch::Receiver<Option<String>>,
 }
 
 fn pitr_event(epoch: Option<Timestamp>) -> Event<'static> {
@@ -241,6 +267,7 @@ impl Routine {
                 .await;
         }
         let session = Session {
+            wakeup: self.wakeup.clone(),
             node: &self.node,
             log: &self.log,
             settings: &self.settings,
@@ -397,6 +424,7 @@ fn knobs(cfg: &Config) -> Result<Knobs, SlicerError> {
 }
 
 struct Session<'a> {
+    wakeup: tokio::sync::watch::Receiver<Option<String>>,
     node: &'a Node,
     log: &'a PbmLog,
     settings: &'a Settings,
@@ -479,9 +507,20 @@ impl Session<'_> {
         .await;
 
         let mut next_cut = Instant::now() + k.span;
+        // Only backups sent from now on wake this run.
+        let mut wake = self.wakeup.clone();
+        wake.borrow_and_update();
+        let mut wake_open = true;
+        let mut woken: Option<String> = None;
         loop {
             let poll = self.settings.poll().min(k.span);
             tokio::select! {
+                r = wake.changed(), if wake_open => {
+                    match r {
+                        Ok(()) => woken = wake.borrow_and_update().clone(),
+                        Err(_) => wake_open = false,
+                    }
+                }
                 _ = shutdown.cancelled() => {
                     self.log(Severity::Info, "got done signal, stopping").await;
                     let flush = self.cut(&target, &mut last, None, &cancel);
@@ -530,7 +569,7 @@ impl Session<'_> {
                 Ok(None) => {}
                 Err(e) => tracing::warn!("PITR: read the config: {e}"),
             }
-            if let Some(fw) = self.backup_start().await? {
+            if let Some(fw) = self.backup_start(woken.take().as_deref()).await? {
                 self.log(Severity::Info, "got wake_up signal for a backup")
                     .await;
                 if ts_lt(last, fw) {
@@ -655,25 +694,33 @@ impl Session<'_> {
 
     /// A logical backup to the main storage that started: its `first_write_ts` for this
     /// replica set, where the slicer cuts its last chunk (PBM's `backupRSStartTS`).
-    async fn backup_start(&self) -> Result<Option<Timestamp>, SlicerError> {
-        let now = self.node.cluster_time().await?;
-        let locks: Vec<LockData> = self
-            .node
-            .pbm
-            .database(DB)
-            .collection::<LockData>(LOCK_COLLECTION)
-            .find(doc! {"type": CommandKind::Backup.as_str()})
-            .await
-            .map_err(SlicerError::db("read admin.pbmLock"))?
-            .try_collect()
-            .await
-            .map_err(SlicerError::db("read admin.pbmLock"))?;
-        let Some(l) = locks.into_iter().find(|l| !l.is_stale(now)) else {
-            return Ok(None);
+    /// `woken`: the operation id of a backup this agent was just sent; otherwise a live
+    /// backup lock names it.
+    async fn backup_start(&self, woken: Option<&str>) -> Result<Option<Timestamp>, SlicerError> {
+        let opid = match woken {
+            Some(o) => o.to_string(),
+            None => {
+                let now = self.node.cluster_time().await?;
+                let locks: Vec<LockData> = self
+                    .node
+                    .pbm
+                    .database(DB)
+                    .collection::<LockData>(LOCK_COLLECTION)
+                    .find(doc! {"type": CommandKind::Backup.as_str()})
+                    .await
+                    .map_err(SlicerError::db("read admin.pbmLock"))?
+                    .try_collect()
+                    .await
+                    .map_err(SlicerError::db("read admin.pbmLock"))?;
+                let Some(l) = locks.into_iter().find(|l| !l.is_stale(now)) else {
+                    return Ok(None);
+                };
+                l.opid
+            }
         };
         let deadline = Instant::now() + self.cfg.backup_starting_timeout();
         loop {
-            if let Some(b) = backup_by_opid(self.node, &l.opid).await? {
+            if let Some(b) = backup_by_opid(self.node, &opid).await? {
                 if b.kind != BackupType::Logical
                     || !b.namespaces.is_empty()
                     || !same_storage(&b, &self.cfg)
