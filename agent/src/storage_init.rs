@@ -1,7 +1,8 @@
 //! PBM's storage initialisation: a storage is "initialised" once it holds `.pbm.init`,
 //! whose body is the PBM version rbm speaks, so PBM (which reads it to recognise an
-//! initialised storage) accepts a storage rbm set up, and vice versa. `config`, every backup and `profile add` write it
-//! on first use; the agents' heartbeat storage check only reads.
+//! initialised storage) accepts a storage rbm set up, and vice versa. `config`, every
+//! backup and `profile add` write it on first use; the agents' heartbeat storage check
+//! only reads it.
 
 use rbm_protocol::defs::PBM_COMPAT_VERSION;
 use rbm_protocol::names::STORAGE_INIT_FILE;

@@ -73,7 +73,8 @@ impl Heartbeat {
                 Err(e) => return failed(e),
             };
         // Listing a prefix that names at most one object proves read access cheaply.
-        match rbm_storage::list_all(storage.as_ref(), ".pbm.init").await {
+        match rbm_storage::list_all(storage.as_ref(), rbm_protocol::names::STORAGE_INIT_FILE).await
+        {
             Ok(_) => ok(),
             Err(e) => failed(e),
         }

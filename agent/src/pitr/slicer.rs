@@ -108,7 +108,6 @@ impl Settings {
     }
 }
 
-/// The agent's PITR routine, until `shutdown`.
 /// PBM's `sliceNow`: the agent's command handler tells its own slicer that a backup
 /// was sent, so that the slicer cuts at the backup's first write at once instead of at
 /// its next check, which a short backup may have outlasted.
@@ -128,6 +127,8 @@ impl Wakeup {
     }
 }
 
+/// The agent's PITR routine, until `shutdown`; `wakeup` is the receiver of
+/// [`Wakeup::new`].
 pub async fn run(
     node: Node,
     log: PbmLog,
