@@ -65,24 +65,30 @@ pub async fn run(ctx: OpContext, poll: Duration, started: i64, cancel: Cancellat
             coll.find(doc! {"ts": {"$gte": inbox.since}}).await
         };
         let read = match opened {
-            Ok(mut cursor) => loop {
-                let next = tokio::select! {
-                    _ = cancel.cancelled() => break Ok(()),
-                    Some(res) = inbox.ops.join_next(), if !inbox.ops.is_empty() => {
-                        if let Err(e) = res {
-                            tracing::error!("an operation task failed: {e}");
-                        }
-                        continue;
-                    }
-                    // `Cursor` keeps its state across a dropped `next()`: cancel-safe.
-                    next = cursor.next() => next,
-                };
-                match next {
-                    Some(Ok(raw)) => inbox.take(raw),
-                    Some(Err(e)) => break Err(e),
-                    None => break Ok(()),
+            Ok(mut cursor) => {
+                if failing {
+                    tracing::info!("reading admin.{CMD_COLLECTION} works again");
+                    failing = false;
                 }
-            },
+                loop {
+                    let next = tokio::select! {
+                        _ = cancel.cancelled() => break Ok(()),
+                        Some(res) = inbox.ops.join_next(), if !inbox.ops.is_empty() => {
+                            if let Err(e) = res {
+                                tracing::error!("an operation task failed: {e}");
+                            }
+                            continue;
+                        }
+                        // `Cursor` keeps its state across a dropped `next()`: cancel-safe.
+                        next = cursor.next() => next,
+                    };
+                    match next {
+                        Some(Ok(raw)) => inbox.take(raw),
+                        Some(Err(e)) => break Err(e),
+                        None => break Ok(()),
+                    }
+                }
+            }
             Err(e) if tail && not_capped(&e) => {
                 tracing::warn!(
                     "admin.{CMD_COLLECTION} is not capped; reading it every {poll:?} instead of tailing it"
@@ -93,10 +99,6 @@ pub async fn run(ctx: OpContext, poll: Duration, started: i64, cancel: Cancellat
             Err(e) => Err(e),
         };
         match read {
-            Ok(()) if failing => {
-                tracing::info!("reading admin.{CMD_COLLECTION} works again");
-                failing = false;
-            }
             Ok(()) => {}
             // The PBM DB may be electing a primary; keep reading rather than exit.
             Err(e) if !failing => {
