@@ -851,3 +851,60 @@ async fn pbm_fixture_pitr_replay_reaches_recorded_states() {
         Some(("shop.customers", pbm_t2)),
     );
 }
+
+/// `OplogRange` reads `from <= ts <= till` without noops, and refuses a range the oplog
+/// no longer reaches back to (PBM's `IsSufficient`), whether `from` is an entry's ts
+/// (checked by the first entry itself) or not (checked by a query).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oplog_range_reads_its_window_and_refuses_one_the_oplog_lost() {
+    use rbm_agent::oplog::read::{OplogRange, OplogReadError};
+    let server = MongoServer::start().await;
+    let c = client(&server).await;
+    let coll = c.database("rng").collection::<Document>("c");
+    coll.insert_one(doc! {"_id": 0}).await.expect("insert");
+    let from = last_ts(&c).await;
+    // The next write lands in a later second, so `from + 1` below is no entry's ts.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    for i in 1..=3 {
+        coll.insert_one(doc! {"_id": i}).await.expect("insert");
+    }
+    let till = last_ts(&c).await;
+    coll.insert_one(doc! {"_id": 4})
+        .await
+        .expect("insert after the window");
+
+    let read_ids = |from: Timestamp| {
+        let c = c.clone();
+        async move {
+            let mut r = OplogRange::open(&c, from, till).await?;
+            let mut ids = Vec::new();
+            while let Some(e) = r.next().await? {
+                if e.get_str("ns").ok() == Some("rng.c") {
+                    let o = e.get_document("o").expect("o");
+                    ids.push(o.get_i32("_id").expect("_id"));
+                }
+            }
+            Ok::<_, OplogReadError>(ids)
+        }
+    };
+    // `from` is the insert of 0: inclusive at both ends.
+    assert_eq!(read_ids(from).await.expect("range"), vec![0, 1, 2, 3]);
+    // A `from` between entries still in the oplog: the query says it reaches back.
+    let between = Timestamp {
+        time: from.time,
+        increment: from.increment + 1,
+    };
+    assert_eq!(
+        read_ids(between).await.expect("range from between entries"),
+        vec![1, 2, 3]
+    );
+    // A `from` older than the oldest entry: the entries since were lost.
+    let lost = Timestamp {
+        time: 1,
+        increment: 0,
+    };
+    match read_ids(lost).await {
+        Err(OplogReadError::InsufficientRange(ts)) => assert_eq!(ts, lost),
+        other => panic!("expected InsufficientRange, got {other:?}"),
+    }
+}

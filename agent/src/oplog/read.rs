@@ -101,7 +101,10 @@ pub fn entry_ts(entry: &bson::RawDocument) -> Result<Timestamp, OplogReadError> 
 }
 
 /// Whether the oplog still holds an entry at or before `from` (PBM's `IsSufficient`).
-async fn reaches_back_to(node: &Client, from: Timestamp) -> Result<bool, OplogReadError> {
+///
+/// # Errors
+/// The query fails.
+pub async fn reaches_back_to(node: &Client, from: Timestamp) -> Result<bool, OplogReadError> {
     let n = node
         .database("local")
         .collection::<RawDocumentBuf>("oplog.rs")
@@ -166,9 +169,13 @@ impl OplogRange {
                 return Ok(None);
             }
             // Checked after the first entry arrived, as PBM does: checking before could
-            // miss a truncation between the check and the read.
+            // miss a truncation between the check and the read. A first entry at exactly
+            // `from` is the proof itself (ranges start at an entry's `ts`: a backup's
+            // first write, the previous chunk's end), which saves a query per range;
+            // SecantusDB answers every oplog query with a full scan of its oplog.
             if !self.checked {
-                if !reaches_back_to(&self.node, self.from).await? {
+                let first = entry_ts(self.cursor.current())?;
+                if first != self.from && !reaches_back_to(&self.node, self.from).await? {
                     return Err(OplogReadError::InsufficientRange(self.from));
                 }
                 self.checked = true;

@@ -372,19 +372,6 @@ async fn oldest_entry(node: &Node) -> Result<Timestamp, SlicerError> {
     Ok(read::entry_ts(&first)?)
 }
 
-/// Whether the oplog still holds an entry at or before `from` (PBM's `IsSufficient`).
-async fn reaches_back_to(node: &Node, from: Timestamp) -> Result<bool, SlicerError> {
-    let n = node
-        .local
-        .database("local")
-        .collection::<RawDocumentBuf>("oplog.rs")
-        .count_documents(doc! {"ts": {"$lte": from}})
-        .limit(1)
-        .await
-        .map_err(SlicerError::db("check the oplog range"))?;
-    Ok(n > 0)
-}
-
 /// Why a slicing session ended without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
@@ -495,7 +482,7 @@ impl Session<'_> {
         if last.time == 0 {
             return Err(SlicerError::Other("no starting point defined".into()));
         }
-        if !reaches_back_to(self.node, last).await? {
+        if !read::reaches_back_to(&self.node.local, last).await? {
             last = self.restart_after_gap(last).await?;
         }
         if let Err(e) = set_running(self.node).await {
