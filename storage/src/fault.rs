@@ -110,6 +110,17 @@ impl Storage for Faulty {
         self.inner.save(name, data, size_hint, cancel).await
     }
 
+    async fn save_sized(
+        &self,
+        name: &str,
+        data: ByteReader,
+        size: u64,
+        cancel: &CancellationToken,
+    ) -> Result<u64> {
+        self.check("save_sized", name)?;
+        self.inner.save_sized(name, data, size, cancel).await
+    }
+
     async fn open(&self, name: &str) -> Result<ByteReader> {
         self.check("open", name)?;
         self.inner.open(name).await

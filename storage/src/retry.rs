@@ -108,6 +108,38 @@ impl Retry {
     pub fn new(inner: DynStorage, policy: RetryPolicy) -> Self {
         Self { inner, policy }
     }
+
+    /// Runs `save` (one of the backend's save calls) until it succeeds, fails for good,
+    /// or fails after reading some of `data`.
+    async fn retry_save<'a>(
+        &self,
+        name: &str,
+        data: ByteReader,
+        cancel: &CancellationToken,
+        save: impl Fn(ByteReader) -> futures::future::BoxFuture<'a, Result<u64>>,
+    ) -> Result<u64> {
+        let shared = Arc::new(Mutex::new(data));
+        let mut attempt = 0;
+        loop {
+            let (reader, consumed) =
+                crate::io::CountingReader::new(SharedReader::new(shared.clone(), u64::MAX));
+            match save(Box::new(reader)).await {
+                Err(e)
+                    if e.is_transient()
+                        && attempt < self.policy.max_retries
+                        && consumed.load(Ordering::Relaxed) == 0 =>
+                {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "retrying save");
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.policy.delay(attempt)) => {}
+                        _ = cancel.cancelled() => return Err(crate::StorageError::cancelled(self.kind(), "save", name)),
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -127,31 +159,23 @@ impl Storage for Retry {
         size_hint: Option<u64>,
         cancel: &CancellationToken,
     ) -> Result<u64> {
-        let shared = Arc::new(Mutex::new(data));
-        let mut attempt = 0;
-        loop {
-            let (reader, consumed) =
-                crate::io::CountingReader::new(SharedReader::new(shared.clone(), u64::MAX));
-            match self
-                .inner
-                .save(name, Box::new(reader), size_hint, cancel)
-                .await
-            {
-                Err(e)
-                    if e.is_transient()
-                        && attempt < self.policy.max_retries
-                        && consumed.load(Ordering::Relaxed) == 0 =>
-                {
-                    attempt += 1;
-                    tracing::debug!(error = %e, attempt, "retrying save");
-                    tokio::select! {
-                        _ = tokio::time::sleep(self.policy.delay(attempt)) => {}
-                        _ = cancel.cancelled() => return Err(crate::StorageError::cancelled(self.kind(), "save", name)),
-                    }
-                }
-                other => return other,
-            }
-        }
+        self.retry_save(name, data, cancel, |r| {
+            self.inner.save(name, r, size_hint, cancel)
+        })
+        .await
+    }
+
+    async fn save_sized(
+        &self,
+        name: &str,
+        data: ByteReader,
+        size: u64,
+        cancel: &CancellationToken,
+    ) -> Result<u64> {
+        self.retry_save(name, data, cancel, |r| {
+            self.inner.save_sized(name, r, size, cancel)
+        })
+        .await
     }
 
     async fn open(&self, name: &str) -> Result<ByteReader> {
