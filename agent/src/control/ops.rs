@@ -59,7 +59,11 @@ pub async fn handle(ctx: OpContext, cmd: CommandDoc, cancel: CancellationToken) 
     };
     let result = match &cmd.command {
         Command::Backup(b) => {
-            ctx.pitr_wakeup.backup_sent(&opid_hex);
+            // PBM's sliceNow: only a logical backup to the main storage cuts PITR, so
+            // only such a one is worth waking the slicer (it then waits for the meta).
+            if b.kind == rbm_protocol::defs::BackupType::Logical && b.profile.is_empty() {
+                ctx.pitr_wakeup.backup_sent(&opid_hex);
+            }
             backup(&ctx, opid, epoch, b, &cancel).await
         }
         Command::Pitr => {
