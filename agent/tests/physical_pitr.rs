@@ -124,24 +124,15 @@ async fn pitr_restore_on_a_cold_physical_base_reaches_the_targets_and_refuses_a_
     assert!(err.contains("not restorable"), "{err}");
     // The agent checks before it stops anything: a command sent without the CLI.
     let refused = "2099-01-01T00:00:00.000000001Z";
-    send_command(
+    let failed = agent_refuses_pitr_restore(
         &c,
-        "restore",
-        Some(doc! {
-            "name": refused, "backupName": &base_name,
-            "oplogTS": Timestamp { time: m1.time + 1, increment: 0 },
-            "fallbackEnabled": null, "allowPartlyDone": null, "external": false,
-            "extConf": null, "extTS": Timestamp { time: 0, increment: 0 }, "exit": false,
-        }),
-        0,
+        refused,
+        &base_name,
+        Timestamp {
+            time: m1.time + 1,
+            increment: 0,
+        },
     )
-    .await;
-    let failed = wait_for(Duration::from_secs(60), "the agent refuses", || async {
-        find_all(&c, "pbmRestores", doc! {"name": refused, "status": "error"})
-            .await
-            .into_iter()
-            .next()
-    })
     .await;
     let msg = failed.get_str("error").unwrap_or_default();
     assert!(

@@ -12,7 +12,7 @@ mod pitr_common;
 #[allow(dead_code)]
 mod restore_common;
 
-use agent_common::{client, send_command, wait_for, Agent, MongoServer};
+use agent_common::{client, wait_for, Agent, MongoServer};
 use mongodb::bson::{doc, Document, Timestamp};
 use mongodb::Client;
 use pitr_common::*;
@@ -404,29 +404,15 @@ async fn restore_to_seconds_between_writes_and_refusals_leave_data_untouched() {
     assert_ne!(r.code, 0, "replay across the gap must fail: {}", r.stdout);
     assert!(r.stderr.contains("gap"), "{}", r.stderr);
     // The agent checks too: a command sent without the CLI's check.
-    send_command(
+    let failed = agent_refuses_pitr_restore(
         &c,
-        "restore",
-        Some(doc! {
-            "name": "2099-01-01T00:00:00.000000001Z", "backupName": "",
-            "oplogTS": Timestamp { time: m1.time + 1, increment: 0 },
-            "fallbackEnabled": null, "allowPartlyDone": null, "external": false,
-            "extConf": null, "extTS": Timestamp { time: 0, increment: 0 }, "exit": false,
-        }),
-        0,
+        "2099-01-01T00:00:00.000000001Z",
+        "",
+        Timestamp {
+            time: m1.time + 1,
+            increment: 0,
+        },
     )
-    .await;
-    let failed: Document = wait_for(Duration::from_secs(60), "the agent refuses", || {
-        let c = c.clone();
-        async move {
-            c.database("admin")
-                .collection::<Document>("pbmRestores")
-                .find_one(doc! {"name": "2099-01-01T00:00:00.000000001Z", "status": "error"})
-                .await
-                .ok()
-                .flatten()
-        }
-    })
     .await;
     let err = failed.get_str("error").expect("error");
     assert!(

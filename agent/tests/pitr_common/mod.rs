@@ -99,3 +99,32 @@ pub async fn marker(c: &Client, n: i32) -> Timestamp {
 pub fn fmt(t: u32) -> String {
     rbm_agent::cli::text::fmt_ts(i64::from(t))
 }
+
+/// Sends a PITR restore to `ts` (after `backup`, or the agent's own pick when empty)
+/// straight into `pbmCmd`, past the CLI's checks, and waits for the agent to fail it:
+/// returns the restore meta, `error` status.
+pub async fn agent_refuses_pitr_restore(
+    c: &Client,
+    name: &str,
+    backup: &str,
+    ts: Timestamp,
+) -> Document {
+    super::agent_common::send_command(
+        c,
+        "restore",
+        Some(doc! {
+            "name": name, "backupName": backup, "oplogTS": ts,
+            "fallbackEnabled": null, "allowPartlyDone": null, "external": false,
+            "extConf": null, "extTS": Timestamp { time: 0, increment: 0 }, "exit": false,
+        }),
+        0,
+    )
+    .await;
+    super::agent_common::wait_for(Duration::from_secs(60), "the agent refuses", || async {
+        super::agent_common::find_all(c, "pbmRestores", doc! {"name": name, "status": "error"})
+            .await
+            .into_iter()
+            .next()
+    })
+    .await
+}
