@@ -177,7 +177,7 @@ pub async fn dbpath(node: &Node, s: &PhysicalSettings) -> Result<PathBuf, Physic
         })
 }
 
-async fn cmd_line_opts(node: &Node) -> Result<Document, PhysicalError> {
+pub(super) async fn cmd_line_opts(node: &Node) -> Result<Document, PhysicalError> {
     let r = node
         .local
         .database("admin")

@@ -402,6 +402,8 @@ struct Extra {
     members: Vec<String>,
     /// The mongod binary for the standalone steps (`restore.mongodLocation[Map]`).
     mongod: String,
+    /// Its storage and encryption flags ([`super::rsreset::engine_args`]).
+    engine: Vec<String>,
     /// Where the restored oplog ends (the backup's last write).
     last_write: Timestamp,
 }
@@ -436,6 +438,7 @@ async fn prepare(
                 meta.name
             ))
         })?;
+    let part_opts = part.mongod_opts.clone();
     let major_minor = |v: &str| v.split('.').take(2).collect::<Vec<_>>().join(".");
     if !part.mongo_version.is_empty()
         && major_minor(&part.mongo_version) != major_minor(&ctx.node.info.mongo_version)
@@ -517,6 +520,13 @@ async fn prepare(
         .filter(|s| !s.is_empty())
         .unwrap_or("mongod")
         .to_string();
+    let engine = match &rs_config {
+        Some(_) => super::rsreset::engine_args(
+            part_opts.as_ref(),
+            &super::cold::cmd_line_opts(&ctx.node).await?,
+        ),
+        None => Vec::new(),
+    };
     let last_write = meta.last_write_ts;
     Ok((
         meta,
@@ -529,6 +539,7 @@ async fn prepare(
             rs_config,
             members,
             mongod,
+            engine,
             last_write,
         },
     ))
@@ -653,6 +664,7 @@ async fn swap_stopped(
     if let Some(target) = &extra.rs_config {
         let r = super::rsreset::run(
             &extra.mongod,
+            &extra.engine,
             dbpath,
             target,
             extra.last_write,

@@ -83,8 +83,8 @@ impl Step {
 }
 
 /// mongod's arguments for `stage` (PBM's, with the port and log on the command line
-/// instead of a temporary config file).
-pub fn stage_args(stage: Stage, dbpath: &Path, port: u16) -> Vec<String> {
+/// instead of a temporary config file), then `engine` (see [`engine_args`]).
+pub fn stage_args(stage: Stage, dbpath: &Path, port: u16, engine: &[String]) -> Vec<String> {
     let mut a: Vec<String> = vec![
         "--dbpath".into(),
         dbpath.display().to_string(),
@@ -110,7 +110,140 @@ pub fn stage_args(stage: Stage, dbpath: &Path, port: u16) -> Vec<String> {
         a.push("--setParameter".into());
         a.push((*p).into());
     }
+    a.extend(engine.iter().cloned());
     a
+}
+
+/// What the standalone runs need beyond PBM's fixed options to open the restored files,
+/// as PBM's temporary config file carries it (`setTmpConf`): the storage layout and
+/// WiredTiger settings the files were written with, from the backup's `mongod_opts`,
+/// and the data-at-rest encryption settings of this node (PBM's `secOpts`: the target's
+/// key or key server opens them), from its `getCmdLineOpts` taken before the stop.
+/// Given as mongod's documented command-line flags, so no config file is written;
+/// options left out are the ones whose defaults are right for a short standalone run.
+pub fn engine_args(backup_opts: Option<&Document>, node_opts: &Document) -> Vec<String> {
+    let mut a = Vec::new();
+    let empty = Document::new();
+    let storage = backup_opts
+        .and_then(|o| o.get_document("storage").ok())
+        .unwrap_or(&empty);
+    if let Ok(engine) = storage.get_str("engine") {
+        push_value(&mut a, "--storageEngine", &Bson::String(engine.into()));
+    }
+    if storage.get_bool("directoryPerDB").unwrap_or(false) {
+        a.push("--directoryperdb".into());
+    }
+    let wt = storage.get_document("wiredTiger").unwrap_or(&empty);
+    let part = |k: &str| wt.get_document(k).unwrap_or(&empty);
+    let engine_config = part("engineConfig");
+    if engine_config
+        .get_bool("directoryForIndexes")
+        .unwrap_or(false)
+    {
+        a.push("--wiredTigerDirectoryForIndexes".into());
+    }
+    for (doc, key, flag) in [
+        (
+            engine_config,
+            "journalCompressor",
+            "--wiredTigerJournalCompressor",
+        ),
+        (
+            part("collectionConfig"),
+            "blockCompressor",
+            "--wiredTigerCollectionBlockCompressor",
+        ),
+        (
+            part("indexConfig"),
+            "prefixCompression",
+            "--wiredTigerIndexPrefixCompression",
+        ),
+    ] {
+        if let Some(v) = doc.get(key) {
+            push_value(&mut a, flag, v);
+        }
+    }
+    // The cache is this machine's concern: the node's own setting, not the source's.
+    if let Some(v) = node_opts
+        .get_document("storage")
+        .and_then(|s| s.get_document("wiredTiger"))
+        .and_then(|w| w.get_document("engineConfig"))
+        .ok()
+        .and_then(|e| e.get("cacheSizeGB"))
+    {
+        push_value(&mut a, "--wiredTigerCacheSizeGB", v);
+    }
+    let sec = node_opts.get_document("security").unwrap_or(&empty);
+    if sec.get_bool("enableEncryption").unwrap_or(false) {
+        a.push("--enableEncryption".into());
+    }
+    for (key, flag) in [
+        ("encryptionCipherMode", "--encryptionCipherMode"),
+        ("encryptionKeyFile", "--encryptionKeyFile"),
+    ] {
+        if let Some(v) = sec.get(key) {
+            push_value(&mut a, flag, v);
+        }
+    }
+    if sec.get_bool("relaxPermChecks").unwrap_or(false) {
+        a.push("--relaxPermChecks".into());
+    }
+    let flags: [(&str, &[(&str, &str)]); 2] = [
+        (
+            "vault",
+            &[
+                ("serverName", "--vaultServerName"),
+                ("port", "--vaultPort"),
+                ("tokenFile", "--vaultTokenFile"),
+                ("secret", "--vaultSecret"),
+                ("serverCAFile", "--vaultServerCAFile"),
+                ("secretVersion", "--vaultSecretVersion"),
+            ],
+        ),
+        (
+            "kmip",
+            &[
+                ("serverName", "--kmipServerName"),
+                ("port", "--kmipPort"),
+                ("clientCertificateFile", "--kmipClientCertificateFile"),
+                (
+                    "clientCertificatePassword",
+                    "--kmipClientCertificatePassword",
+                ),
+                ("serverCAFile", "--kmipServerCAFile"),
+                ("keyIdentifier", "--kmipKeyIdentifier"),
+            ],
+        ),
+    ];
+    for (section, keys) in flags {
+        let Ok(d) = sec.get_document(section) else {
+            continue;
+        };
+        for (key, flag) in keys {
+            if let Some(v) = d.get(*key) {
+                push_value(&mut a, flag, v);
+            }
+        }
+        if section == "vault" && d.get_bool("disableTLSForTesting").unwrap_or(false) {
+            a.push("--vaultDisableTLSForTesting".into());
+        }
+    }
+    a
+}
+
+/// `flag value`, for the scalar kinds `getCmdLineOpts` reports; anything else is left
+/// out rather than passed mangled.
+fn push_value(a: &mut Vec<String>, flag: &str, v: &Bson) {
+    let v = match v {
+        Bson::String(s) if !s.is_empty() => s.clone(),
+        Bson::Boolean(b) => b.to_string(),
+        Bson::Int32(n) => n.to_string(),
+        Bson::Int64(n) => n.to_string(),
+        Bson::Double(f) => f.to_string(),
+        _ => return,
+    };
+    a.push(flag.into());
+    a.push(v);
 }
 
 /// PBM's `prepareData`: replication state of the source gone, the oplog cut at
@@ -339,6 +472,7 @@ pub async fn target_config(node: &Node) -> Result<Option<Document>, PhysicalErro
 /// The mongod did not start, a step failed, or it did not stop.
 pub async fn run(
     mongod: &str,
+    engine: &[String],
     dbpath: &Path,
     target: &Document,
     restore_ts: Timestamp,
@@ -347,12 +481,12 @@ pub async fn run(
     // Fail on a bad configuration before the first mongod is started.
     new_replset_doc(target)?;
     let port = free_port()?;
-    let c = Standalone::start(mongod, Stage::Prepare, dbpath, port, timeout).await?;
+    let c = Standalone::start(mongod, engine, Stage::Prepare, dbpath, port, timeout).await?;
     c.apply(&prepare_steps(restore_ts, ObjectId::new())).await?;
     c.shutdown(timeout).await?;
-    let c = Standalone::start(mongod, Stage::Recover, dbpath, port, timeout).await?;
+    let c = Standalone::start(mongod, engine, Stage::Recover, dbpath, port, timeout).await?;
     c.shutdown(timeout).await?;
-    let c = Standalone::start(mongod, Stage::Reset, dbpath, port, timeout).await?;
+    let c = Standalone::start(mongod, engine, Stage::Reset, dbpath, port, timeout).await?;
     let caches = c.cache_collections().await?;
     c.apply(&reset_steps(target, &caches)?).await?;
     c.shutdown(timeout).await
@@ -375,13 +509,14 @@ struct Standalone {
 impl Standalone {
     async fn start(
         mongod: &str,
+        engine: &[String],
         stage: Stage,
         dbpath: &Path,
         port: u16,
         timeout: Duration,
     ) -> Result<Self, PhysicalError> {
         let mut child = tokio::process::Command::new(mongod)
-            .args(stage_args(stage, dbpath, port))
+            .args(stage_args(stage, dbpath, port, engine))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -603,15 +738,74 @@ mod tests {
     #[test]
     fn stage_arguments_are_pbms_with_port_and_log_on_the_command_line() {
         let p = Path::new("/data/db");
-        let a = stage_args(Stage::Recover, p, 28123);
+        let a = stage_args(Stage::Recover, p, 28123, &[]);
         let j = a.join(" ");
         assert!(j.starts_with("--dbpath /data/db --port 28123 --bind_ip 127.0.0.1 --logpath /data/db/pbm.restore.log"), "{j}");
         assert!(j.contains("--setParameter recoverFromOplogAsStandalone=true --setParameter takeUnstableCheckpointOnShutdown=true"));
         assert!(!j.contains("--replSet"));
-        let r = stage_args(Stage::Reset, p, 1).join(" ");
+        let r = stage_args(Stage::Reset, p, 1, &[]).join(" ");
         assert!(r.contains("skipShardingConfigurationChecks=true"));
-        let pr = stage_args(Stage::Prepare, p, 1).join(" ");
+        let pr = stage_args(Stage::Prepare, p, 1, &[]).join(" ");
         assert!(pr.ends_with("--setParameter disableLogicalSessionCacheRefresh=true"));
+        let e = stage_args(Stage::Prepare, p, 1, &["--directoryperdb".into()]).join(" ");
+        assert!(
+            e.ends_with("disableLogicalSessionCacheRefresh=true --directoryperdb"),
+            "{e}"
+        );
+    }
+
+    /// getCmdLineOpts' `parsed` of a PSMDB node with a non-default layout, Vault
+    /// encryption and a cache limit (shapes as mongod reports them).
+    fn psmdb_opts() -> Document {
+        doc! {
+            "storage": {
+                "dbPath": "/data/db", "engine": "wiredTiger", "directoryPerDB": true,
+                "wiredTiger": {
+                    "engineConfig": {"directoryForIndexes": true, "journalCompressor": "zstd", "cacheSizeGB": 0.5},
+                    "collectionConfig": {"blockCompressor": "zstd"},
+                    "indexConfig": {"prefixCompression": false},
+                },
+            },
+            "security": {
+                "authorization": "enabled", "keyFile": "/etc/keyfile",
+                "enableEncryption": true, "encryptionCipherMode": "AES256-GCM",
+                "vault": {"serverName": "vault.local", "port": 8200, "tokenFile": "/etc/vault-token",
+                          "secret": "secret/data/psmdb", "disableTLSForTesting": true},
+            },
+        }
+    }
+
+    #[test]
+    fn engine_flags_carry_the_backups_layout_and_this_nodes_encryption() {
+        let backup = psmdb_opts();
+        let node = doc! {
+            "storage": {"wiredTiger": {"engineConfig": {"cacheSizeGB": 2}}},
+            "security": {"enableEncryption": true, "encryptionKeyFile": "/etc/mongo-key", "keyFile": "/k"},
+        };
+        let a = engine_args(Some(&backup), &node).join(" ");
+        assert_eq!(
+            a,
+            "--storageEngine wiredTiger --directoryperdb --wiredTigerDirectoryForIndexes \
+             --wiredTigerJournalCompressor zstd --wiredTigerCollectionBlockCompressor zstd \
+             --wiredTigerIndexPrefixCompression false --wiredTigerCacheSizeGB 2 \
+             --enableEncryption --encryptionKeyFile /etc/mongo-key"
+        );
+        // The node's own encryption, never the source's; no auth or keyFile: the
+        // standalone runs are local and unauthenticated, as PBM's.
+        let v = engine_args(Some(&doc! {}), &backup).join(" ");
+        assert_eq!(
+            v,
+            "--wiredTigerCacheSizeGB 0.5 --enableEncryption --encryptionCipherMode AES256-GCM \
+             --vaultServerName vault.local --vaultPort 8200 --vaultTokenFile /etc/vault-token \
+             --vaultSecret secret/data/psmdb --vaultDisableTLSForTesting"
+        );
+        assert!(!v.contains("keyFile") && !v.contains("auth"), "{v}");
+    }
+
+    #[test]
+    fn a_backup_without_options_adds_nothing() {
+        assert!(engine_args(None, &doc! {}).is_empty());
+        assert!(engine_args(Some(&doc! {"storage": {"dbPath": "/x"}}), &doc! {}).is_empty());
     }
 
     #[test]
