@@ -69,6 +69,32 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
         )),
         None => None,
     };
+    // A predecessor killed while it held the node stopped: bring the node back first,
+    // or the connection below would wait for it forever.
+    use crate::physical::stopmark::{self, Recovery};
+    let abandoned = match stopmark::recover(&settings.physical).await {
+        Ok(Recovery::Nothing) => None,
+        Ok(Recovery::AlreadyRunning(m)) => {
+            tracing::info!(
+                "the node was left stopped for {} '{}' and has been started since",
+                m.op,
+                m.name
+            );
+            Some(m)
+        }
+        Ok(Recovery::Started(m)) => {
+            tracing::warn!(
+                "a previous agent died while the node was stopped for {} '{}': started it again",
+                m.op,
+                m.name
+            );
+            Some(m)
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            None
+        }
+    };
     let node = Node::connect(&settings.connect).await?;
     crate::metrics::attach(&node);
     let info = node.info.clone();
@@ -98,6 +124,27 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
         ),
     )
     .await;
+
+    if let Some(m) = abandoned.filter(|m| !m.name.is_empty()) {
+        let why = format!(
+            "the agent on {} died while its node was stopped for the {}; the node was started again",
+            info.name, m.op
+        );
+        // The node has just come back: it may take a moment to accept writes.
+        for attempt in 1..=30 {
+            match crate::backup::watchdog::fail_abandoned(&node, &log, &m.name, &why).await {
+                Ok(true) => tracing::warn!("backup '{}' failed: {why}", m.name),
+                Ok(false) => {}
+                Err(e) if attempt < 30 => {
+                    tracing::debug!("failing the abandoned backup '{}': {e}", m.name);
+                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    continue;
+                }
+                Err(e) => tracing::warn!("cannot fail the abandoned backup '{}': {e}", m.name),
+            }
+            break;
+        }
+    }
 
     let mut tasks: JoinSet<()> = JoinSet::new();
     let (pitr_wakeup, pitr_woken) = crate::pitr::slicer::Wakeup::new();

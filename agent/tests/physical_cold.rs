@@ -399,6 +399,91 @@ async fn agent_shutdown_during_a_cold_backup_starts_the_node_again() {
     );
 }
 
+/// SIGKILL leaves no guard to run: the mark in the dbPath makes the next agent start
+/// the node and fail the backup, with nothing of it left on storage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_killed_while_its_node_is_down_restarts_it_when_it_comes_back() {
+    let server = MongoServer::start_restartable().await;
+    let store = tempfile::tempdir().expect("storage dir");
+    let c = client(&server).await;
+    set_config(&c, &rbm_e2e::fs_conf(store.path())).await;
+    seed(&c, "before", 1000).await;
+    let before = rbm_e2e::state_hashes(&c).await;
+    // The stop command stops the node, then holds until the test lets it go, so the
+    // agent is killed for sure while the node is down.
+    let held = server.data_dir().with_file_name("stop-held");
+    let stop = format!(
+        "{} && touch '{h}' && while [ -e '{h}' ]; do sleep 0.1; done",
+        server.stop_cmd(),
+        h = held.display()
+    );
+    let start = server.start_cmd();
+    let mut agent = Agent::start_on_node(&server, &start, &stop, &[]);
+    registered(&c).await;
+    let uri = server.uri();
+    let cli = std::thread::spawn(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_rbm"))
+            .args(["backup", "--type", "physical"])
+            .env("PBM_MONGODB_URI", uri)
+            .output()
+            .expect("run rbm")
+    });
+    // It waits for the backup to run, and may fail once the node goes down.
+    let sent = cli.join().expect("cli thread");
+    let name = quoted_after(&String::from_utf8_lossy(&sent.stdout), "Starting backup \"");
+    for _ in 0..600 {
+        if held.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        held.exists(),
+        "the node was not stopped; agent:\n{}",
+        agent.log()
+    );
+    let mark = server.data_dir().join("rbm.node-stopped.json");
+    assert!(mark.exists(), "no stop mark while the node is down");
+    agent.kill9();
+    std::fs::remove_file(&held).expect("release the stop command");
+
+    // The node stays down until an agent comes back.
+    let agent2 = Agent::start_on_node(&server, &start, &server.stop_cmd(), &[]);
+    let c = client(&server).await;
+    let mut m = None;
+    for _ in 0..240 {
+        m = find_all(&c, "pbmBackups", doc! {"name": &name, "status": "error"})
+            .await
+            .into_iter()
+            .next();
+        if m.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let m =
+        m.unwrap_or_else(|| panic!("the stuck backup was not failed; agent:\n{}", agent2.log()));
+    assert!(
+        agent2.log().contains("started it again") && agent2.log().contains("failed"),
+        "agent:\n{}",
+        agent2.log()
+    );
+    assert!(!mark.exists(), "the stop mark stayed");
+    assert_eq!(rbm_e2e::state_hashes(&c).await, before);
+    assert!(
+        !store.path().join(format!("{name}.pbm.json")).exists(),
+        "a killed backup was marked done: {m:?}"
+    );
+    let left: Vec<String> = storage_files(store.path())
+        .into_iter()
+        .filter(|f| f.starts_with(&name))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "objects of the failed backup left: {left:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cold_backup_and_restore_through_s3() {
     // Ranged reads and multipart uploads of the S3 backend (s3s-fs), small parts.

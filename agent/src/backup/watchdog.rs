@@ -33,6 +33,15 @@ pub async fn run(node: Node, log: PbmLog, cancel: CancellationToken) {
     }
 }
 
+/// The statuses of a backup that has not ended.
+fn running() -> Vec<&'static str> {
+    vec![
+        Status::Starting.as_str(),
+        Status::Running.as_str(),
+        Status::DumpDone.as_str(),
+    ]
+}
+
 /// Fails every stuck backup; returns their names.
 ///
 /// # Errors
@@ -44,17 +53,14 @@ pub async fn fail_stuck_backups(node: &Node, log: &PbmLog) -> Result<Vec<String>
             source,
         }
     };
-    let running = [
-        Status::Starting.as_str(),
-        Status::Running.as_str(),
-        Status::DumpDone.as_str(),
-    ];
     let metas: Vec<Document> = node
         .pbm
         .database(DB)
         .collection::<Document>(BACKUPS_COLLECTION)
         // A replica set stopped for a cold copy cannot beat (see `physical::cold`).
-        .find(doc! {"status": {"$in": running.to_vec()}, "replsets.status": {"$ne": Status::Down.as_str()}})
+        .find(
+            doc! {"status": {"$in": running()}, "replsets.status": {"$ne": Status::Down.as_str()}},
+        )
         .await
         .map_err(db_err("read admin.pbmBackups"))?
         .try_collect()
@@ -73,16 +79,7 @@ pub async fn fail_stuck_backups(node: &Node, log: &PbmLog) -> Result<Vec<String>
         if !stale(meta.hb) {
             continue;
         }
-        let locks: Vec<LockData> = node
-            .pbm
-            .database(DB)
-            .collection::<LockData>(LOCK_COLLECTION)
-            .find(doc! {"opid": &meta.opid})
-            .await
-            .map_err(db_err("read admin.pbmLock"))?
-            .try_collect()
-            .await
-            .map_err(db_err("read admin.pbmLock"))?;
+        let locks = locks_of(node, &meta.opid).await?;
         if locks.iter().any(|l| !stale(l.hb)) {
             continue;
         }
@@ -100,37 +97,100 @@ pub async fn fail_stuck_backups(node: &Node, log: &PbmLog) -> Result<Vec<String>
             "backup stuck: the agent running it ({holder}) stopped (last heartbeat at cluster time {})",
             meta.hb.time
         );
-        // Conditional on the heartbeat we judged: a backup that just beat is left alone.
-        if !state::change_with_time(
-            node,
-            doc! {"name": &meta.name, "hb": meta.hb},
-            Status::Error,
-            &msg,
-            unix_now(),
-        )
-        .await?
-        {
+        if !fail(node, log, &meta, &locks, &msg).await? {
             continue;
         }
-        for l in &locks {
-            let _ = node
-                .pbm
-                .database(DB)
-                .collection::<Document>(LOCK_COLLECTION)
-                .delete_one(doc! {"opid": &l.opid, "replset": &l.replset, "hb": l.hb})
-                .await;
-        }
-        let ev = Event {
-            event: "backup",
-            obj: &meta.name,
-            opid: &meta.opid,
-            epoch: None,
-        };
-        log.write(Severity::Error, &ev, &msg).await;
-        delete_files(node, log, &meta).await;
         failed.push(meta.name);
     }
     Ok(failed)
+}
+
+/// Marks `meta` failed with `msg` unless it beat or ended since it was read, removes its
+/// dead locks and deletes its objects. Returns whether it was failed here.
+async fn fail(
+    node: &Node,
+    log: &PbmLog,
+    meta: &BackupMeta,
+    locks: &[LockData],
+    msg: &str,
+) -> Result<bool, BackupError> {
+    // Conditional on the heartbeat we judged: a backup that just beat is left alone.
+    if !state::change_with_time(
+        node,
+        doc! {"name": &meta.name, "hb": meta.hb},
+        Status::Error,
+        msg,
+        unix_now(),
+    )
+    .await?
+    {
+        return Ok(false);
+    }
+    for l in locks {
+        let _ = node
+            .pbm
+            .database(DB)
+            .collection::<Document>(LOCK_COLLECTION)
+            .delete_one(doc! {"opid": &l.opid, "replset": &l.replset, "hb": l.hb})
+            .await;
+    }
+    let ev = Event {
+        event: "backup",
+        obj: &meta.name,
+        opid: &meta.opid,
+        epoch: None,
+    };
+    log.write(Severity::Error, &ev, msg).await;
+    delete_files(node, log, meta).await;
+    Ok(true)
+}
+
+/// Fails the backup `name` if it still runs: its agent is known to be dead (this node's
+/// previous agent, which died holding the node stopped for it; see
+/// [`crate::physical::stopmark`]). The watchdog cannot judge such a backup by its
+/// heartbeat: a replica set down for a cold copy does not beat.
+///
+/// # Errors
+/// Database errors.
+pub async fn fail_abandoned(
+    node: &Node,
+    log: &PbmLog,
+    name: &str,
+    why: &str,
+) -> Result<bool, BackupError> {
+    let found = node
+        .pbm
+        .database(DB)
+        .collection::<Document>(BACKUPS_COLLECTION)
+        .find_one(doc! {"name": name, "status": {"$in": running()}})
+        .await
+        .map_err(|source| BackupError::Db {
+            what: "read admin.pbmBackups".into(),
+            source,
+        })?;
+    let Some(meta) = found.and_then(|raw| bson::deserialize_from_document::<BackupMeta>(raw).ok())
+    else {
+        return Ok(false);
+    };
+    let locks = locks_of(node, &meta.opid).await?;
+    fail(node, log, &meta, &locks, why).await
+}
+
+/// The locks (one per replica set) of the operation `opid`.
+async fn locks_of(node: &Node, opid: &str) -> Result<Vec<LockData>, BackupError> {
+    let db_err = |source| BackupError::Db {
+        what: "read admin.pbmLock".into(),
+        source,
+    };
+    node.pbm
+        .database(DB)
+        .collection::<LockData>(LOCK_COLLECTION)
+        .find(doc! {"opid": opid})
+        .await
+        .map_err(db_err)?
+        .try_collect()
+        .await
+        .map_err(db_err)
 }
 
 /// Deletes the objects of a failed backup from the storage its meta names.

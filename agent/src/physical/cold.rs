@@ -431,6 +431,7 @@ async fn cold_copy(
     up: &Upload,
 ) -> Result<(Result<Vec<files::ListedFile>, PhysicalError>, Timestamp), PhysicalError> {
     let last = last_write(node).await?;
+    super::stopmark::set(dbpath, "cold backup", &up.backup).await?;
     if let Err(e) = nodectl::stop(node, settings, dbpath).await {
         // Half stopped is worse than either: bring it back if it went away.
         if !nodectl::is_up(node).await {
@@ -440,6 +441,7 @@ async fn cold_copy(
                 )));
             }
         }
+        super::stopmark::clear(dbpath).await;
         return Err(e);
     }
     let mut guard = nodectl::RestartGuard::armed(settings);
@@ -450,6 +452,7 @@ async fn cold_copy(
     let started = nodectl::start(node, settings).await;
     guard.disarm();
     started?;
+    super::stopmark::clear(dbpath).await;
     Ok((copied, last))
 }
 

@@ -25,6 +25,7 @@ pub mod nodectl;
 pub mod restore;
 pub mod rsreset;
 pub mod secantus;
+pub mod stopmark;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -236,19 +236,30 @@ impl Drop for RestartGuard {
             return;
         };
         tracing::warn!("operation aborted while the node was stopped: starting it");
-        use std::os::unix::process::CommandExt;
-        let r = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(cmd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn();
-        if let Err(e) = r {
+        if let Err(e) = launch(cmd) {
             tracing::error!("could not start the node again: {e}");
         }
     }
+}
+
+/// Launches the start command in its own process group and does not wait: for when
+/// nobody is left to wait for the node (an aborted operation, or an agent that finds
+/// its node left stopped by a predecessor that died).
+///
+/// # Errors
+/// The shell could not be spawned.
+pub fn launch(cmd: &str) -> Result<(), PhysicalError> {
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map(drop)
+        .map_err(PhysicalError::io("launch the start command"))
 }
 
 #[cfg(test)]

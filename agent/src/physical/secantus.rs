@@ -46,11 +46,12 @@ pub fn dbpath_from_opts(parsed: &Document) -> Option<String> {
 pub const LOCK_FILES: &[&str] = &["mongod.lock", "WiredTiger.lock"];
 
 /// dbPath entries that are never copied: the process lock (stale once copied), FTDC
-/// diagnostics, and rbm's own fallback and temporary names.
+/// diagnostics, and rbm's own stop mark, fallback and temporary names.
 pub fn skip_entry(rel: &str) -> bool {
     rel == "mongod.lock"
         || rel == "diagnostic.data"
         || rel.starts_with("diagnostic.data/")
+        || rel == super::stopmark::MARK_FILE
         || rel == super::restore::FALLBACK_DIR
         || rel.starts_with(&format!("{}/", super::restore::FALLBACK_DIR))
 }
