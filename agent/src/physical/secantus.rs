@@ -17,18 +17,23 @@
 
 use bson::Document;
 
-/// `shutdown` answered CommandNotFound: the server cannot stop itself.
-pub fn no_shutdown_command(e: &mongodb::error::Error) -> bool {
+/// The server does not have the command (CommandNotFound, code 59).
+fn command_not_found(e: &mongodb::error::Error) -> bool {
     matches!(
         e.kind.as_ref(),
         mongodb::error::ErrorKind::Command(c) if c.code == 59
     )
 }
 
-/// `replSetGetConfig` answered CommandNotFound: no configuration to read, and no
-/// standalone recovery for it (SecantusDB). The restored `local.system.replset` stays.
+/// `shutdown` failed so: the server cannot stop itself.
+pub fn no_shutdown_command(e: &mongodb::error::Error) -> bool {
+    command_not_found(e)
+}
+
+/// `replSetGetConfig` failed so: no configuration to read, and no standalone recovery
+/// for it (SecantusDB). The restored `local.system.replset` stays.
 pub fn no_replset_config(e: &mongodb::error::Error) -> bool {
-    no_shutdown_command(e)
+    command_not_found(e)
 }
 
 /// The dbPath from `getCmdLineOpts.parsed`, when the server reports one (mongod does,
