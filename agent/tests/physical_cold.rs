@@ -90,6 +90,36 @@ async fn backup(env: &Env) -> String {
     quoted_after(&format!("{out}{err}"), "Starting backup \"")
 }
 
+/// A node the agent may stop and start, seeded, with filesystem storage configured (no
+/// agent yet); the last item is the data's hashes.
+async fn seeded_node() -> (
+    MongoServer,
+    tempfile::TempDir,
+    Client,
+    std::collections::BTreeMap<String, (u64, String)>,
+) {
+    let server = MongoServer::start_restartable().await;
+    let store = tempfile::tempdir().expect("storage dir");
+    let c = client(&server).await;
+    set_config(&c, &rbm_e2e::fs_conf(store.path())).await;
+    seed(&c, "before", 1000).await;
+    let before = rbm_e2e::state_hashes(&c).await;
+    (server, store, c, before)
+}
+
+/// No object of the backup `name` is on the storage (empty directories may remain on a
+/// filesystem storage; objects may not).
+fn nothing_left_of(store: &Path, name: &str) {
+    let left: Vec<String> = storage_files(store)
+        .into_iter()
+        .filter(|f| f.starts_with(name))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "objects of the failed backup left: {left:?}"
+    );
+}
+
 fn storage_files(root: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut dirs = vec![root.to_path_buf()];
@@ -336,27 +366,10 @@ async fn physical_backup_without_a_usable_mode_fails_with_the_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_shutdown_during_a_cold_backup_starts_the_node_again() {
-    let server = MongoServer::start_restartable().await;
-    let store = tempfile::tempdir().expect("storage dir");
-    let c = client(&server).await;
-    set_config(&c, &rbm_e2e::fs_conf(store.path())).await;
-    seed(&c, "before", 1000).await;
-    let before = rbm_e2e::state_hashes(&c).await;
-    let me = format!("127.0.0.1:{}", server.port());
-    let dbpath = server.data_dir().display().to_string();
+    let (server, store, c, before) = seeded_node().await;
     // A slow stop leaves time to stop the agent while its node goes down.
     let stop = format!("sleep 2; {}", server.stop_cmd());
-    let start = server.start_cmd();
-    let mut agent = Agent::start(
-        &server,
-        &me,
-        "primary",
-        &[
-            ("RBM_AGENT_DBPATH", dbpath.as_str()),
-            ("RBM_AGENT_MONGOD_START_CMD", start.as_str()),
-            ("RBM_AGENT_MONGOD_STOP_CMD", stop.as_str()),
-        ],
-    );
+    let mut agent = Agent::start_on_node(&server, &server.start_cmd(), &stop, &[]);
     registered(&c).await;
     let uri = server.uri();
     let cli = std::thread::spawn(move || {
@@ -388,27 +401,14 @@ async fn agent_shutdown_during_a_cold_backup_starts_the_node_again() {
         m.error,
         agent.log()
     );
-    // Empty directories may remain on a filesystem storage; objects may not.
-    let left: Vec<String> = storage_files(store.path())
-        .into_iter()
-        .filter(|f| f.starts_with(&name))
-        .collect();
-    assert!(
-        left.is_empty(),
-        "objects of the failed backup left: {left:?}"
-    );
+    nothing_left_of(store.path(), &name);
 }
 
 /// SIGKILL leaves no guard to run: the mark in the dbPath makes the next agent start
 /// the node and fail the backup, with nothing of it left on storage.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_killed_while_its_node_is_down_restarts_it_when_it_comes_back() {
-    let server = MongoServer::start_restartable().await;
-    let store = tempfile::tempdir().expect("storage dir");
-    let c = client(&server).await;
-    set_config(&c, &rbm_e2e::fs_conf(store.path())).await;
-    seed(&c, "before", 1000).await;
-    let before = rbm_e2e::state_hashes(&c).await;
+    let (server, store, c, before) = seeded_node().await;
     // The stop command stops the node, then holds until the test lets it go, so the
     // agent is killed for sure while the node is down.
     let held = server.data_dir().with_file_name("stop-held");
@@ -474,14 +474,7 @@ async fn agent_killed_while_its_node_is_down_restarts_it_when_it_comes_back() {
         !store.path().join(format!("{name}.pbm.json")).exists(),
         "a killed backup was marked done: {m:?}"
     );
-    let left: Vec<String> = storage_files(store.path())
-        .into_iter()
-        .filter(|f| f.starts_with(&name))
-        .collect();
-    assert!(
-        left.is_empty(),
-        "objects of the failed backup left: {left:?}"
-    );
+    nothing_left_of(store.path(), &name);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
