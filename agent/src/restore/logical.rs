@@ -347,17 +347,28 @@ impl LogicalRestore {
         if secantus::is_secantus(&self.client).await {
             // Verify every object first, then load in place (see secantus.rs): its
             // renameCollection is a full copy, so temporaries would double the work.
-            for t in &self.targets {
-                if cancel.is_cancelled() {
-                    return Err(RestoreError::Cancelled);
+            // The server waits meanwhile: one object per core at once.
+            let cores = std::thread::available_parallelism().map_or(2, usize::from);
+            let mut set: JoinSet<Result<(), RestoreError>> = JoinSet::new();
+            let mut pending = self.targets.iter();
+            loop {
+                while set.len() < cores {
+                    let Some(t) = pending.next() else { break };
+                    let (storage, compression) = (self.storage.clone(), self.rsb.compression);
+                    let (object, ns) = (t.object.clone(), t.ns.clone());
+                    set.spawn(async move {
+                        secantus::verify_object(storage.as_ref(), &object, compression, &ns).await
+                    });
                 }
-                secantus::verify_object(
-                    self.storage.as_ref(),
-                    &t.object,
-                    self.rsb.compression,
-                    &t.ns,
-                )
-                .await?;
+                let verified = tokio::select! {
+                    j = set.join_next() => j,
+                    _ = cancel.cancelled() => return Err(RestoreError::Cancelled),
+                };
+                let Some(j) = verified else { break };
+                j.map_err(|e| RestoreError::Read {
+                    object: "verify task".into(),
+                    why: e.to_string(),
+                })??;
             }
             for t in &mut self.targets {
                 t.temp = t.coll.clone();
