@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 /// What the backup meta says for backup types this build cannot take.
 pub const BACKUP_UNAVAILABLE: &str =
-    "incremental and external backups are not available in this rbm build (use --type logical or physical)";
+    "external backups are not available in this rbm build (use --type logical, physical or incremental)";
 
 /// How often nominees look at the meta while a nomination is open (PBM: 0.5 s). One
 /// small read per agent, only for the second or so a nomination lasts; at PBM's pace
@@ -469,7 +469,11 @@ async fn run_if_nominated(
                         &format!("backup started on {me} (nominated)"),
                     )
                     .await;
-                if cmd.kind == rbm_protocol::defs::BackupType::Physical {
+                if matches!(
+                    cmd.kind,
+                    rbm_protocol::defs::BackupType::Physical
+                        | rbm_protocol::defs::BackupType::Incremental
+                ) {
                     let job = crate::backup::BackupJob {
                         node: &ctx.node,
                         log: &ctx.log,
