@@ -145,7 +145,7 @@ pub fn decode_hashes(bytes: &[u8]) -> Result<HashMap<String, FileHashes>, Physic
         let d: HashDoc =
             bson::deserialize_from_slice(&raw[..len]).map_err(|e| bad(e.to_string()))?;
         raw = &raw[len..];
-        if d.block != BLOCK as i64 || d.hashes.bytes.len() % 16 != 0 || d.size < 0 {
+        if d.block != BLOCK as i64 || !d.hashes.bytes.len().is_multiple_of(16) || d.size < 0 {
             return Err(bad(format!(
                 "entry of {} is not in this build's format",
                 d.name
