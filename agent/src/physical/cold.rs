@@ -511,27 +511,27 @@ async fn cursor_copy(
     let work = async {
         let plan = super::cursor::plan_uploads(&cur.files, chain.incr);
         let rels: Vec<String> = plan.iter().map(|(f, _)| f.name.clone()).collect();
-        let mut pieces = Vec::new();
-        let mut unchanged = Vec::new();
-        for (f, upload) in &plan {
-            if !*upload {
-                unchanged.push(files::ListedFile {
-                    file: f.clone(),
-                    crc64: None,
-                });
-            } else if f.length > 0 {
-                pieces.push(files::Piece {
-                    rel: f.name.clone(),
-                    range: Some((f.offset.max(0) as u64, f.length as u64)),
-                });
-            } else {
-                pieces.push(files::Piece::whole(&f.name));
-            }
-        }
+        let (pieces, unchanged) = super::cursor::plan_pieces(&plan);
+        let unchanged = unchanged
+            .into_iter()
+            .map(|file| files::ListedFile { file, crc64: None });
+        let sizes: Vec<i64> = plan
+            .iter()
+            .filter(|(_, up)| *up)
+            .map(|(f, _)| f.size)
+            .collect();
         let mut copied: Vec<files::ListedFile> = files::upload_pieces(up, dbpath, &pieces, false)
             .await?
             .into_iter()
-            .map(|(f, _)| f)
+            .zip(sizes)
+            .map(|((mut f, _), size)| {
+                // A range's file is cut to the checkpoint's size on restore (PBM), not
+                // to what it had grown to while being read.
+                if f.file.length > 0 {
+                    f.file.size = size;
+                }
+                f
+            })
             .collect();
         copied.extend(unchanged);
         let last = crate::oplog::read::last_write(&node.local, true)
@@ -697,7 +697,7 @@ async fn read_hashes(
         Ok(r) => r,
         Err(e) if e.is_not_found() => {
             return Err(PhysicalError::Config(format!(
-                "source backup '{src}' has no block hashes ({obj}): it was made by PBM or in backupCursor mode, which this node's mode cannot continue; make a new base with --base"
+                "source backup '{src}' has no block hashes ({obj}) on the configured storage: it was made by PBM or in backupCursor mode (which this node's mode cannot continue), or it is stored elsewhere; make a new base with --base"
             )))
         }
         Err(e) => return Err(e.into()),
