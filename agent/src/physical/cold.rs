@@ -651,8 +651,11 @@ impl Chain {
     }
 }
 
-/// PBM's `LastIncrementalBackup`: the newest done incremental backup.
-async fn last_incremental(
+/// PBM's `LastIncrementalBackup`: the newest done incremental backup (other than `me`).
+///
+/// # Errors
+/// The query or the decoding failed.
+pub async fn last_incremental(
     node: &Node,
     me: &str,
 ) -> Result<Option<rbm_protocol::meta::backup::BackupMeta>, PhysicalError> {
@@ -744,6 +747,10 @@ async fn hashed_copy(
         Some(src) => {
             let hashes: Vec<(String, FileHashes)> = futures::stream::iter(rels.iter().cloned())
                 .map(|rel| async move {
+                    // The node is stopped or locked meanwhile: stop reading at once.
+                    if up.cancel.is_cancelled() {
+                        return Err(PhysicalError::Interrupted("backup stopped".into()));
+                    }
                     let h = files::hash_file(&dbpath.join(&rel)).await?;
                     Ok::<_, PhysicalError>((rel, h))
                 })
