@@ -46,7 +46,7 @@ async fn backup_nominates_hidden_and_fails_honestly_once() {
     let opid = send_command(
         &c,
         "backup",
-        Some(doc! {"type": "incremental", "name": "2026-01-01T00:00:00Z", "compression": "s2"}),
+        Some(doc! {"type": "external", "name": "2026-01-01T00:00:00Z", "compression": "s2"}),
         120,
     )
     .await

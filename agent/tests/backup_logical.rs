@@ -474,7 +474,7 @@ async fn full_backup_to_filesystem_matches_pbm_layout() {
     );
     // Other backup types are refused with a clear error, and the CLI exits non-zero.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let (ok, out, err) = rbm(&server, &["backup", "--type", "incremental", "--wait"]);
+    let (ok, out, err) = rbm(&server, &["backup", "--type", "external", "--wait"]);
     assert!(!ok, "{out}");
     assert!(
         format!("{out}{err}").contains("not available in this rbm build"),

@@ -199,10 +199,15 @@ pub async fn delete_backup(
         let m = get_backup(conn, n)
             .await?
             .ok_or_else(|| CliError::NotFound(format!("backup '{n}' not found")))?;
-        plan::can_delete(&m, &st.all, &st.chunks, st.pitr)
-            .map_err(|e| CliError::OperationFailed(format!("backup cannot be deleted: {e}")))?;
+        let going = if m.kind == BackupType::Incremental {
+            // PBM: the whole chain goes, and only from its base.
+            plan::incremental_chain(&m, &st.all, &st.chunks, st.pitr)
+        } else {
+            plan::can_delete(&m, &st.all, &st.chunks, st.pitr).map(|()| vec![m.clone()])
+        }
+        .map_err(|e| CliError::OperationFailed(format!("backup cannot be deleted: {e}")))?;
         if text {
-            let _ = write!(progress, "{}", delete_info(std::slice::from_ref(&m), &[]));
+            let _ = write!(progress, "{}", delete_info(&going, &[]));
         }
         confirm("Are you sure you want to delete this backup?", yes)?;
         DeleteBackupCmd {

@@ -334,8 +334,24 @@ pub async fn delete_backup(
                     &format!("deleting backup {:?}", b.name),
                 )
                 .await;
-            plan::can_delete(b, &all, &chunks, pitr).map_err(|e| format!("deleting: {e}"))?;
             let st = storage_of(&c.node, &b.store.storage).await?;
+            if b.kind == rbm_protocol::defs::BackupType::Incremental {
+                // PBM: an incremental backup goes only with its whole chain, newest first.
+                let chain = plan::incremental_chain(b, &all, &chunks, pitr)
+                    .map_err(|e| format!("deleting: {e}"))?;
+                for m in chain.iter().rev() {
+                    c.log
+                        .write(
+                            Severity::Info,
+                            &ev,
+                            &format!("deleting backup {:?}", m.name),
+                        )
+                        .await;
+                    delete_backup_data(&c.node, &st, &m.name).await?;
+                }
+                return Ok(());
+            }
+            plan::can_delete(b, &all, &chunks, pitr).map_err(|e| format!("deleting: {e}"))?;
             delete_backup_data(&c.node, &st, &b.name).await
         },
     )

@@ -45,13 +45,30 @@ pub async fn steady_agents(node: &Node) -> Result<Vec<AgentStat>, ControlError> 
     Ok(agents.into_iter().filter(|a| is_steady(a, now)).collect())
 }
 
+/// PBM's `srcHostMultiplier`: the node that took the source of an incremental backup
+/// keeps WiredTiger's block history, so it is preferred for the next increment.
+pub const SRC_HOST_MULTIPLIER: f64 = 3.0;
+
 /// The score of one candidate.
 pub fn score(a: &AgentStat, priority: &BTreeMap<String, f64>) -> f64 {
+    score_with(a, priority, &BTreeMap::new())
+}
+
+/// PBM's `CalcPriorityForAgent`: the configured priorities, else `rules` (node →
+/// coefficient of the default score), else the topology's.
+pub fn score_with(
+    a: &AgentStat,
+    priority: &BTreeMap<String, f64>,
+    rules: &BTreeMap<String, f64>,
+) -> f64 {
     if !priority.is_empty() {
         return priority
             .get(&a.node)
             .copied()
             .unwrap_or(DEFAULT_EXPLICIT_PRIO);
+    }
+    if let Some(c) = rules.get(&a.node) {
+        return SECONDARY_PRIO * c;
     }
     if a.hidden {
         HIDDEN_PRIO
@@ -65,9 +82,18 @@ pub fn score(a: &AgentStat, priority: &BTreeMap<String, f64>) -> f64 {
 /// Candidates of one replica set grouped by equal score, best group first; names within
 /// a group are sorted so every reader sees the same order.
 pub fn groups(agents: &[AgentStat], priority: &BTreeMap<String, f64>) -> Vec<Vec<String>> {
+    groups_with(agents, priority, &BTreeMap::new())
+}
+
+/// [`groups`] with coefficient rules (see [`score_with`]).
+pub fn groups_with(
+    agents: &[AgentStat],
+    priority: &BTreeMap<String, f64>,
+    rules: &BTreeMap<String, f64>,
+) -> Vec<Vec<String>> {
     let mut scored: Vec<(f64, &str)> = agents
         .iter()
-        .map(|a| (score(a, priority), a.node.as_str()))
+        .map(|a| (score_with(a, priority, rules), a.node.as_str()))
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
     let mut out: Vec<(f64, Vec<String>)> = Vec::new();
@@ -148,6 +174,29 @@ mod tests {
                 vec!["s:1".into()],
                 vec!["h:1".into()]
             ]
+        );
+    }
+
+    #[test]
+    fn the_source_node_of_an_increment_goes_first_unless_priorities_are_set() {
+        let agents = vec![
+            agent("p:1", node_state::PRIMARY, false),
+            agent("s:1", node_state::SECONDARY, false),
+            agent("h:1", node_state::SECONDARY, true),
+        ];
+        let rules = BTreeMap::from([("p:1".to_string(), SRC_HOST_MULTIPLIER)]);
+        assert_eq!(
+            groups_with(&agents, &BTreeMap::new(), &rules),
+            vec![
+                vec!["p:1".to_string()],
+                vec!["h:1".into()],
+                vec!["s:1".into()]
+            ]
+        );
+        let prio = BTreeMap::from([("s:1".to_string(), 5.0)]);
+        assert_eq!(
+            groups_with(&agents, &prio, &rules)[0],
+            vec!["s:1".to_string()]
         );
     }
 

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 /// What the backup meta says for backup types this build cannot take.
 pub const BACKUP_UNAVAILABLE: &str =
-    "incremental and external backups are not available in this rbm build (use --type logical or physical)";
+    "external backups are not available in this rbm build (use --type logical, physical or incremental)";
 
 /// How often nominees look at the meta while a nomination is open (PBM: 0.5 s). One
 /// small read per agent, only for the second or so a nomination lasts; at PBM's pace
@@ -328,17 +328,32 @@ fn ended(s: Status) -> bool {
 /// turn, 5 s apart, until someone acknowledges.
 async fn nominate(
     ctx: &OpContext,
-    name: &str,
+    cmd: &BackupCmd,
     priority: &std::collections::BTreeMap<String, f64>,
     cancel: &CancellationToken,
 ) -> Result<(), ControlError> {
+    let name = cmd.name.as_str();
+    // PBM: the next increment goes preferably to the node of its source.
+    let mut rules = std::collections::BTreeMap::new();
+    if cmd.kind == rbm_protocol::defs::BackupType::Incremental && !cmd.incr_base {
+        match crate::physical::cold::last_incremental(&ctx.node, name).await {
+            Ok(Some(src)) => {
+                for n in src.replsets.iter().filter_map(|r| r.node.clone()) {
+                    rules.insert(n, nominate::SRC_HOST_MULTIPLIER);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("define source backup: {e}"),
+        }
+    }
     let rs = ctx.node.info.replset.clone();
     // An agent that just started, or has not yet re-checked a storage that `rbm config`
     // set a moment ago, reports itself unhealthy until its next beat. PBM fails the
     // backup at once; waiting up to two beats spares `config` then `backup` that race.
     let deadline = tokio::time::Instant::now() + 2 * rbm_protocol::defs::AGENTS_STAT_CHECK_RANGE;
     let groups = loop {
-        let groups = nominate::groups(&nominate::steady_agents(&ctx.node).await?, priority);
+        let groups =
+            nominate::groups_with(&nominate::steady_agents(&ctx.node).await?, priority, &rules);
         if !groups.is_empty() || tokio::time::Instant::now() >= deadline {
             break groups;
         }
@@ -473,7 +488,11 @@ async fn run_if_nominated(
                         &format!("backup started on {me} (nominated)"),
                     )
                     .await;
-                if cmd.kind == rbm_protocol::defs::BackupType::Physical {
+                if matches!(
+                    cmd.kind,
+                    rbm_protocol::defs::BackupType::Physical
+                        | rbm_protocol::defs::BackupType::Incremental
+                ) {
                     let job = crate::backup::BackupJob {
                         node: &ctx.node,
                         log: &ctx.log,
@@ -553,7 +572,7 @@ async fn backup(
             .map(|b| b.priority.clone())
             .unwrap_or_default();
         let (a, b) = tokio::join!(
-            nominate(ctx, &cmd.name, &priority, cancel),
+            nominate(ctx, cmd, &priority, cancel),
             run_if_nominated(ctx, opid, epoch, cmd, config.clone(), cancel)
         );
         a.and(b)

@@ -11,7 +11,9 @@
 //! 4. `filelist.pbm` is written after every file, every object is stat'ed, then
 //!    `<name>.pbm.json` is stored and the meta set `done`. A failure deletes the objects.
 
+use super::cursor::CursorKind;
 use super::files::{self, Upload};
+use super::incr::{self as incr, FileHashes, FilePlan};
 use super::mode::{self, Mode, NodeCaps};
 use super::{nodectl, PhysicalError, PhysicalSettings};
 use crate::backup::{state, BackupJob};
@@ -20,11 +22,14 @@ use crate::control::pbmlog::Event;
 use crate::control::unix_now;
 use crate::node::Node;
 use bson::{doc, Document, Timestamp};
+use rbm_protocol::command::BackupCmd;
+use rbm_protocol::defs::BackupType;
 use rbm_protocol::defs::{Status, PBM_COMPAT_VERSION};
 use rbm_protocol::meta::backup::BackupReplset;
 use rbm_protocol::meta::log::Severity;
 use rbm_protocol::names;
 use rbm_storage::{Compression, DynStorage};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -343,6 +348,7 @@ async fn do_backup(
     state::heartbeat(node, name).await?;
     crate::storage_init::ensure(storage.as_ref(), stop).await?;
     state::change(node, name, Status::Running, "").await?;
+    let chain = Chain::define(node, cmd, mode, storage.as_ref()).await?;
 
     let up = Upload {
         storage: storage.clone(),
@@ -358,7 +364,7 @@ async fn do_backup(
         Mode::Cold => {
             state::change_rs(node, name, rs, Status::Down, "").await?;
             log(job, Severity::Info, "stopping the node for a cold copy").await;
-            let (copied, last) = cold_copy(node, settings, &dbpath, &up).await?;
+            let (copied, last) = cold_copy(node, settings, &dbpath, &up, &chain).await?;
             let copied = copied?;
             log(
                 job,
@@ -372,16 +378,16 @@ async fn do_backup(
         }
         Mode::FsyncLock => {
             let cmds = std::sync::Arc::new(node.local.clone());
-            let (up2, dbp) = (up.clone(), dbpath.clone());
+            let (up2, dbp, ch) = (up.clone(), dbpath.clone(), &chain);
             let copied = super::fsync::with_lock(cmds, || async move {
                 let last = last_write(node).await?;
                 let rels = files::list_dbpath(&dbp).await?;
-                Ok((files::upload_all(&up2, &dbp, &rels).await?, last))
+                Ok((hashed_copy(&up2, &dbp, &rels, ch).await?, last))
             })
             .await?;
             (copied.0, copied.1, copied.1)
         }
-        Mode::BackupCursor => cursor_copy(node, &dbpath, &up).await?,
+        Mode::BackupCursor => cursor_copy(node, &dbpath, &up, &chain).await?,
     };
     let list = files::encode_filelist(&copied)?;
     let list_name = names::filelist(name, rs);
@@ -394,13 +400,23 @@ async fn do_backup(
             stop,
         )
         .await?;
-    let mut expected: Vec<(String, u64)> = copied
-        .iter()
-        .map(|f| (up.object(&f.file.name), f.file.stg_size as u64))
+    let stored = || {
+        copied
+            .iter()
+            .filter(|f| f.file.offset >= 0 && f.file.length >= 0)
+    };
+    let mut expected: Vec<(String, u64)> = stored()
+        .map(|f| {
+            (
+                up.object_of(&f.file.name, f.file.offset, f.file.length),
+                f.file.stg_size as u64,
+            )
+        })
         .collect();
     expected.push((list_name, list_len));
-    let size: i64 = copied.iter().map(|f| f.file.stg_size).sum::<i64>() + list_len as i64;
-    let size_uncompressed: i64 = copied.iter().map(|f| f.file.size).sum::<i64>() + list_len as i64;
+    let size: i64 = stored().map(|f| f.file.stg_size).sum::<i64>() + list_len as i64;
+    let size_uncompressed: i64 =
+        stored().map(|f| f.file.stg_size_uncompressed).sum::<i64>() + list_len as i64;
     state::change_rs(node, name, rs, Status::DumpDone, "").await?;
     state::change(node, name, Status::DumpDone, "").await?;
     let sizes = doc! {"size": size, "size_uncompressed": size_uncompressed};
@@ -429,6 +445,7 @@ async fn cold_copy(
     settings: &PhysicalSettings,
     dbpath: &std::path::Path,
     up: &Upload,
+    chain: &Chain,
 ) -> Result<(Result<Vec<files::ListedFile>, PhysicalError>, Timestamp), PhysicalError> {
     let last = last_write(node).await?;
     super::stopmark::set(dbpath, "cold backup", &up.backup).await?;
@@ -446,7 +463,7 @@ async fn cold_copy(
     }
     let mut guard = nodectl::RestartGuard::armed(settings);
     let copied = match files::list_dbpath(dbpath).await {
-        Ok(rels) => files::upload_all(up, dbpath, &rels).await,
+        Ok(rels) => hashed_copy(up, dbpath, &rels, chain).await,
         Err(e) => Err(e),
     };
     let started = nodectl::start(node, settings).await;
@@ -463,13 +480,26 @@ async fn cursor_copy(
     node: &Node,
     dbpath: &std::path::Path,
     up: &Upload,
+    chain: &Chain,
 ) -> Result<(Vec<files::ListedFile>, Timestamp, Timestamp), PhysicalError> {
     let cmds = node.local.clone();
-    let cur = super::cursor::open(
-        &cmds,
-        &super::cursor::options(&super::cursor::CursorKind::Full),
-    )
-    .await?;
+    let cur = super::cursor::open(&cmds, &super::cursor::options(&chain.cursor))
+        .await
+        .map_err(|e| match e {
+            // WiredTiger lost the source's history (another node, a restart).
+            PhysicalError::Reply(m) if chain.incr && m.contains("No such file or directory") => {
+                PhysicalError::Config(
+                    "can't find incremental backup history. Previous backup was made on another node. You can make a new base incremental backup to start a new history.".into(),
+                )
+            }
+            e => e,
+        })?;
+    if let Some(id) = &cur.this_id {
+        let rs = node.info.replset.as_str();
+        state::set_rs(node, &up.backup, rs, doc! {"this_id": id})
+            .await
+            .map_err(PhysicalError::from)?;
+    }
     let keep = {
         let (cmds, cur) = (cmds.clone(), cur.clone());
         tokio::spawn(async move {
@@ -482,9 +512,31 @@ async fn cursor_copy(
         })
     };
     let work = async {
-        let plan = super::cursor::plan_uploads(&cur.files, false);
+        let plan = super::cursor::plan_uploads(&cur.files, chain.incr);
         let rels: Vec<String> = plan.iter().map(|(f, _)| f.name.clone()).collect();
-        let mut copied = files::upload_all(up, dbpath, &rels).await?;
+        let (pieces, unchanged) = super::cursor::plan_pieces(&plan);
+        let unchanged = unchanged
+            .into_iter()
+            .map(|file| files::ListedFile { file, crc64: None });
+        let sizes: Vec<i64> = plan
+            .iter()
+            .filter(|(_, up)| *up)
+            .map(|(f, _)| f.size)
+            .collect();
+        let mut copied: Vec<files::ListedFile> = files::upload_pieces(up, dbpath, &pieces, false)
+            .await?
+            .into_iter()
+            .zip(sizes)
+            .map(|((mut f, _), size)| {
+                // A range's file is cut to the checkpoint's size on restore (PBM), not
+                // to what it had grown to while being read.
+                if f.file.length > 0 {
+                    f.file.size = size;
+                }
+                f
+            })
+            .collect();
+        copied.extend(unchanged);
         let last = crate::oplog::read::last_write(&node.local, true)
             .await
             .map_err(|e| PhysicalError::Other(format!("read the majority last write: {e}")))?;
@@ -523,4 +575,242 @@ async fn check_objects(
         }
     }
     Ok(())
+}
+
+/// Where an incremental backup stands in its chain.
+struct Chain {
+    incr: bool,
+    /// The previous backup of the chain (none for a base or a full backup).
+    src: Option<String>,
+    /// Hash mode: the source's block hashes.
+    src_hashes: Option<HashMap<String, FileHashes>>,
+    cursor: CursorKind,
+}
+
+impl Chain {
+    /// PBM's rules: a non-base increment follows the newest done incremental backup,
+    /// which must be on the same storage; its name goes into the meta (`src_backup`).
+    async fn define(
+        node: &Node,
+        cmd: &BackupCmd,
+        mode: Mode,
+        storage: &dyn rbm_storage::Storage,
+    ) -> Result<Self, PhysicalError> {
+        if cmd.kind != BackupType::Incremental {
+            return Ok(Self {
+                incr: false,
+                src: None,
+                src_hashes: None,
+                cursor: CursorKind::Full,
+            });
+        }
+        if cmd.incr_base {
+            if mode == Mode::BackupCursor {
+                flush_history(node).await;
+            }
+            return Ok(Self {
+                incr: true,
+                src: None,
+                src_hashes: None,
+                cursor: CursorKind::IncrementalBase {
+                    backup: cmd.name.clone(),
+                },
+            });
+        }
+        let src = last_incremental(node, &cmd.name).await?.ok_or_else(|| {
+            PhysicalError::Config(
+                "define source backup: no done incremental backup to continue: make one with --base".into(),
+            )
+        })?;
+        if src.store.name != cmd.profile {
+            return Err(PhysicalError::Config(
+                "cannot use the configured storage: source backup is stored on a different storage"
+                    .into(),
+            ));
+        }
+        state::set(node, &cmd.name, doc! {"src_backup": &src.name}).await?;
+        let rs = node.info.replset.as_str();
+        let src_this_id = src
+            .replsets
+            .iter()
+            .find(|r| r.name == rs)
+            .map(|r| r.this_id.clone())
+            .unwrap_or_default();
+        let src_hashes = if mode == Mode::BackupCursor {
+            None
+        } else {
+            Some(read_hashes(storage, &src.name, rs).await?)
+        };
+        Ok(Self {
+            incr: true,
+            src: Some(src.name.clone()),
+            src_hashes,
+            cursor: CursorKind::Incremental {
+                backup: cmd.name.clone(),
+                src_backup: src.name,
+                src_this_id,
+            },
+        })
+    }
+}
+
+/// PBM's `LastIncrementalBackup`: the newest done incremental backup (other than `me`).
+///
+/// # Errors
+/// The query or the decoding failed.
+pub async fn last_incremental(
+    node: &Node,
+    me: &str,
+) -> Result<Option<rbm_protocol::meta::backup::BackupMeta>, PhysicalError> {
+    let opts = mongodb::options::FindOneOptions::builder()
+        .sort(doc! {"start_ts": -1})
+        .build();
+    let d = node
+        .pbm
+        .database(rbm_protocol::defs::DB)
+        .collection::<Document>(rbm_protocol::defs::BACKUPS_COLLECTION)
+        .find_one(doc! {"type": "incremental", "status": "done", "name": {"$ne": me}})
+        .with_options(opts)
+        .await
+        .map_err(PhysicalError::db("find the last incremental backup"))?;
+    d.map(|d| {
+        bson::deserialize_from_document(d)
+            .map_err(|e| PhysicalError::Other(format!("decode backup meta: {e}")))
+    })
+    .transpose()
+}
+
+/// A base needs no earlier history: PBM flushes WiredTiger's to free its resources.
+async fn flush_history(node: &Node) {
+    let opts = doc! {"disableIncrementalBackup": true};
+    match super::cursor::open(&node.local, &opts).await {
+        Ok(cur) => {
+            if let Err(e) = super::cursor::close(&node.local, &cur).await {
+                tracing::warn!("close cursor disableIncrementalBackup: {e}");
+            }
+        }
+        Err(e) => tracing::warn!("flush incremental backup history error: {e}"),
+    }
+}
+
+async fn read_hashes(
+    storage: &dyn rbm_storage::Storage,
+    src: &str,
+    rs: &str,
+) -> Result<HashMap<String, FileHashes>, PhysicalError> {
+    let obj = incr::hash_object(src, rs);
+    let mut r = match storage.open(&obj).await {
+        Ok(r) => r,
+        Err(e) if e.is_not_found() => {
+            return Err(PhysicalError::Config(format!(
+                "source backup '{src}' has no block hashes ({obj}) on the configured storage: it was made by PBM or in backupCursor mode (which this node's mode cannot continue), or it is stored elsewhere; make a new base with --base"
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut bytes = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut r, &mut bytes)
+        .await
+        .map_err(PhysicalError::io(format!("read {obj}")))?;
+    incr::decode_hashes(&bytes)
+}
+
+/// The copy of `cold` and `fsyncLock` modes. A full backup streams every file. An
+/// incremental one also keeps the block hashes of every file ([`incr::hash_object`]):
+/// a base takes them from the bytes it sends; a later increment first reads each file
+/// to hash it, then stores only the ranges whose hashes differ from the source's.
+async fn hashed_copy(
+    up: &Upload,
+    dbpath: &std::path::Path,
+    rels: &[String],
+    chain: &Chain,
+) -> Result<Vec<files::ListedFile>, PhysicalError> {
+    use futures::{StreamExt, TryStreamExt};
+    if !chain.incr {
+        return files::upload_all(up, dbpath, rels).await;
+    }
+    let (copied, hashes) = match &chain.src_hashes {
+        None => {
+            let pieces: Vec<files::Piece> = rels.iter().map(|r| files::Piece::whole(r)).collect();
+            let done = files::upload_pieces(up, dbpath, &pieces, true).await?;
+            let mut hashes = Vec::with_capacity(done.len());
+            let mut copied = Vec::with_capacity(done.len());
+            for (f, h) in done {
+                hashes.push((
+                    f.file.name.clone(),
+                    h.unwrap_or(FileHashes {
+                        size: 0,
+                        blocks: Vec::new(),
+                    }),
+                ));
+                copied.push(f);
+            }
+            (copied, hashes)
+        }
+        Some(src) => {
+            let hashes: Vec<(String, FileHashes)> = futures::stream::iter(rels.iter().cloned())
+                .map(|rel| async move {
+                    // The node is stopped or locked meanwhile: stop reading at once.
+                    if up.cancel.is_cancelled() {
+                        return Err(PhysicalError::Interrupted("backup stopped".into()));
+                    }
+                    let h = files::hash_file(&dbpath.join(&rel)).await?;
+                    Ok::<_, PhysicalError>((rel, h))
+                })
+                .buffered(up.parallel.max(1))
+                .try_collect()
+                .await?;
+            let mut pieces = Vec::new();
+            let mut unchanged = Vec::new();
+            for (rel, h) in &hashes {
+                match incr::diff(src.get(rel), h) {
+                    FilePlan::Whole => pieces.push(files::Piece::whole(rel)),
+                    FilePlan::Unchanged => unchanged.push(unchanged_entry(dbpath, rel, h.size)?),
+                    FilePlan::Ranges(rs) => pieces.extend(rs.into_iter().map(|r| files::Piece {
+                        rel: rel.clone(),
+                        range: Some(r),
+                    })),
+                }
+            }
+            let mut copied: Vec<files::ListedFile> =
+                files::upload_pieces(up, dbpath, &pieces, false)
+                    .await?
+                    .into_iter()
+                    .map(|(f, _)| f)
+                    .collect();
+            copied.extend(unchanged);
+            (copied, hashes)
+        }
+    };
+    if let Some(src) = &chain.src {
+        tracing::debug!("increment over {src}: {} objects", copied.len());
+    }
+    let bytes = incr::encode_hashes(&hashes)?;
+    let len = bytes.len() as u64;
+    up.storage
+        .save(
+            &incr::hash_object(&up.backup, &up.replset),
+            Box::new(std::io::Cursor::new(bytes)),
+            Some(len),
+            &up.cancel,
+        )
+        .await?;
+    Ok(copied)
+}
+
+/// PBM's record of a file an increment does not store.
+fn unchanged_entry(
+    dbpath: &std::path::Path,
+    rel: &str,
+    size: u64,
+) -> Result<files::ListedFile, PhysicalError> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dbpath.join(rel);
+    let md =
+        std::fs::metadata(&path).map_err(PhysicalError::io(format!("stat {}", path.display())))?;
+    let mut file = incr::range_entry(rel, 0, 0, size, md.permissions().mode() & 0o777);
+    file.offset = -1;
+    file.length = -1;
+    file.stg_size_uncompressed = 0;
+    Ok(files::ListedFile { file, crc64: None })
 }

@@ -385,6 +385,26 @@ pub fn plan_uploads(files: &[File], incr: bool) -> Vec<(File, bool)> {
     out
 }
 
+/// The upload plan as pieces to store and -1/-1 entries that are only listed. A block
+/// entry stores its range; a whole-file entry (length 0) the whole file.
+pub fn plan_pieces(plan: &[(File, bool)]) -> (Vec<super::files::Piece>, Vec<File>) {
+    let mut pieces = Vec::new();
+    let mut listed = Vec::new();
+    for (f, upload) in plan {
+        if !*upload {
+            listed.push(f.clone());
+        } else if f.length > 0 {
+            pieces.push(super::files::Piece {
+                rel: f.name.clone(),
+                range: Some((f.offset.max(0) as u64, f.length as u64)),
+            });
+        } else {
+            pieces.push(super::files::Piece::whole(&f.name));
+        }
+    }
+    (pieces, listed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::admin::fake::{fail, Scripted};
@@ -532,6 +552,20 @@ mod tests {
                 ("sizeStorer.wt", 0, 36864, true),
             ]
         );
+        let (pieces, listed) = plan_pieces(&plan);
+        assert_eq!(
+            pieces
+                .iter()
+                .map(|p| (p.rel.as_str(), p.range))
+                .collect::<Vec<_>>(),
+            [
+                ("collection-7--123.wt", Some((0, 33554432))),
+                ("collection-7--123.wt", Some((50331648, 16777216))),
+                ("sizeStorer.wt", Some((0, 36864))),
+            ]
+        );
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].name, "index-8--123.wt");
         assert_eq!(
             rbm_protocol::names::physical_file_name(
                 &plan[2].0.name,

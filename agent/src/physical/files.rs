@@ -1,6 +1,7 @@
 //! Streaming the dbPath's files to storage and back, several at once, through the
 //! backup's codec, with the size and CRC-64 of every file's bytes recorded.
 
+use super::incr::{BlockHasher, CopyOp, FileHashes, RestoreFile};
 use super::{secantus, PhysicalError};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -107,10 +108,20 @@ pub async fn list_dbpath(dbpath: &Path) -> Result<Vec<String>, PhysicalError> {
     Ok(out)
 }
 
-/// Counts the bytes and CRC-64 of what passes through.
+/// What a [`Tap`] saw: bytes, their CRC-64, and their block hashes when asked.
+#[derive(Default)]
+struct Seen {
+    n: u64,
+    crc: CollectionCrc,
+    blocks: Option<BlockHasher>,
+}
+
+type SeenCell = Arc<Mutex<Seen>>;
+
+/// Counts the bytes and CRC-64 (and block hashes) of what passes through.
 struct Tap<R> {
     inner: R,
-    seen: Arc<Mutex<(u64, CollectionCrc)>>,
+    seen: SeenCell,
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for Tap<R> {
@@ -124,16 +135,22 @@ impl<R: AsyncRead + Unpin> AsyncRead for Tap<R> {
         if let Poll::Ready(Ok(())) = &r {
             let new = &buf.filled()[before..];
             if let Ok(mut g) = self.seen.lock() {
-                g.0 += new.len() as u64;
-                g.1.update(new);
+                g.n += new.len() as u64;
+                g.crc.update(new);
+                if let Some(h) = g.blocks.as_mut() {
+                    h.update(new);
+                }
             }
         }
         r
     }
 }
 
-fn tap<R: AsyncRead + Unpin>(inner: R) -> (Tap<R>, Arc<Mutex<(u64, CollectionCrc)>>) {
-    let seen = Arc::new(Mutex::new((0, CollectionCrc::new())));
+fn tap<R: AsyncRead + Unpin>(inner: R, hash: bool) -> (Tap<R>, SeenCell) {
+    let seen = Arc::new(Mutex::new(Seen {
+        blocks: hash.then(BlockHasher::default),
+        ..Seen::default()
+    }));
     (
         Tap {
             inner,
@@ -143,13 +160,54 @@ fn tap<R: AsyncRead + Unpin>(inner: R) -> (Tap<R>, Arc<Mutex<(u64, CollectionCrc
     )
 }
 
-fn take_seen(seen: &Arc<Mutex<(u64, CollectionCrc)>>) -> (u64, i64) {
+fn take_seen(seen: &SeenCell) -> (u64, i64, Option<FileHashes>) {
     match seen.lock() {
         Ok(mut g) => {
-            let crc = std::mem::take(&mut g.1);
-            (g.0, crc.finish())
+            let crc = std::mem::take(&mut g.crc);
+            (g.n, crc.finish(), g.blocks.take().map(BlockHasher::finish))
         }
-        Err(_) => (0, 0),
+        Err(_) => (0, 0, None),
+    }
+}
+
+/// Reads a file in [`super::incr::BLOCK`]s and hashes each (the hash mode of
+/// incremental backups), one block in memory.
+///
+/// # Errors
+/// Read failures.
+pub async fn hash_file(path: &Path) -> Result<FileHashes, PhysicalError> {
+    use tokio::io::AsyncReadExt;
+    let mut f = tokio::fs::File::open(path)
+        .await
+        .map_err(PhysicalError::io(format!("open {}", path.display())))?;
+    let mut h = BlockHasher::default();
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .await
+            .map_err(PhysicalError::io(format!("read {}", path.display())))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finish())
+}
+
+/// One object to store: a whole file, or `len` bytes of it from `off`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    pub rel: String,
+    pub range: Option<(u64, u64)>,
+}
+
+impl Piece {
+    pub fn whole(rel: &str) -> Self {
+        Self {
+            rel: rel.to_string(),
+            range: None,
+        }
     }
 }
 
@@ -171,11 +229,16 @@ pub struct Upload {
 impl Upload {
     /// The object of a dbPath file.
     pub fn object(&self, rel: &str) -> String {
+        self.object_of(rel, 0, 0)
+    }
+
+    /// The object of a stored range (`0, 0`: the whole file).
+    pub fn object_of(&self, rel: &str, off: i64, len: i64) -> String {
         format!(
             "{}/{}/{}",
             self.backup,
             self.replset,
-            names::physical_file_name(rel, self.compression.extension(), 0, 0)
+            names::physical_file_name(rel, self.compression.extension(), off, len)
         )
     }
 }
@@ -191,21 +254,41 @@ pub async fn upload_all(
     dbpath: &Path,
     rels: &[String],
 ) -> Result<Vec<ListedFile>, PhysicalError> {
-    let jobs: Vec<(usize, Upload, PathBuf, String)> = rels
+    let pieces: Vec<Piece> = rels.iter().map(|r| Piece::whole(r)).collect();
+    Ok(upload_pieces(up, dbpath, &pieces, false)
+        .await?
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect())
+}
+
+/// Streams every piece to storage, `parallel` at once, in `pieces` order. With `hash`,
+/// whole files also get their block hashes, taken from the bytes as they are sent.
+///
+/// # Errors
+/// As [`upload_all`].
+pub async fn upload_pieces(
+    up: &Upload,
+    dbpath: &Path,
+    pieces: &[Piece],
+    hash: bool,
+) -> Result<Vec<(ListedFile, Option<FileHashes>)>, PhysicalError> {
+    let jobs: Vec<(usize, Upload, PathBuf, Piece)> = pieces
         .iter()
         .enumerate()
-        .map(|(i, r)| (i, up.clone(), dbpath.to_path_buf(), r.clone()))
+        .map(|(i, p)| (i, up.clone(), dbpath.to_path_buf(), p.clone()))
         .collect();
     // Every upload runs to its end, also after one failed: a save dropped midway can
     // leave its temporary object behind, one that ends on an error cleans up. The
     // first failure cancels the rest through the token.
     let failed = up.cancel.child_token();
-    let results: Vec<Result<(usize, ListedFile), PhysicalError>> = futures::stream::iter(jobs)
-        .map(|(i, mut up, dbpath, rel)| {
+    type Done = (usize, (ListedFile, Option<FileHashes>));
+    let results: Vec<Result<Done, PhysicalError>> = futures::stream::iter(jobs)
+        .map(|(i, mut up, dbpath, piece)| {
             let failed = failed.clone();
             up.cancel = failed.clone();
             async move {
-                let r = upload_one(&up, &dbpath, &rel).await.map(|f| (i, f));
+                let r = upload_one(&up, &dbpath, &piece, hash).await.map(|f| (i, f));
                 if r.is_err() {
                     failed.cancel();
                 }
@@ -237,87 +320,112 @@ pub async fn upload_all(
     Ok(out.into_iter().map(|(_, f)| f).collect())
 }
 
-async fn upload_one(up: &Upload, dbpath: &Path, rel: &str) -> Result<ListedFile, PhysicalError> {
+async fn upload_one(
+    up: &Upload,
+    dbpath: &Path,
+    piece: &Piece,
+    hash: bool,
+) -> Result<(ListedFile, Option<FileHashes>), PhysicalError> {
     use std::os::unix::fs::PermissionsExt;
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let rel = piece.rel.as_str();
     let path = dbpath.join(rel);
-    let f = tokio::fs::File::open(&path)
+    let mut f = tokio::fs::File::open(&path)
         .await
         .map_err(PhysicalError::io(format!("open {}", path.display())))?;
     let md = f
         .metadata()
         .await
         .map_err(PhysicalError::io(format!("stat {}", path.display())))?;
-    let size = md.len();
-    let (reader, seen) = tap(f);
-    let reader: ByteReader = Box::new(reader);
+    let file_size = md.len();
+    let (off, len, want) = match piece.range {
+        Some((off, len)) => (off, len, len),
+        None => (0, 0, file_size),
+    };
+    let (reader, seen) = if piece.range.is_some() {
+        f.seek(std::io::SeekFrom::Start(off))
+            .await
+            .map_err(PhysicalError::io(format!("seek {}", path.display())))?;
+        let (t, s) = tap(f.take(len), false);
+        (Box::new(t) as ByteReader, s)
+    } else {
+        let (t, s) = tap(f, hash);
+        (Box::new(t) as ByteReader, s)
+    };
     let body = rbm_storage::codec::compress_reader(reader, up.compression, up.level);
-    let object = up.object(rel);
+    let object = up.object_of(rel, off as i64, len as i64);
     let stored = if up.compression == Compression::None && up.exact {
         // The file cannot change under a cold copy: its size is the object's, which
         // lets S3 take it as one streamed PUT instead of parts joined afterwards.
         up.storage
-            .save_sized(&object, body, size, &up.cancel)
+            .save_sized(&object, body, want, &up.cancel)
             .await?
     } else {
-        let hint = (up.compression == Compression::None).then_some(size);
+        let hint = (up.compression == Compression::None).then_some(want);
         up.storage.save(&object, body, hint, &up.cancel).await?
     };
-    let (read, crc) = take_seen(&seen);
-    if up.exact && read != size {
+    let (read, crc, hashes) = take_seen(&seen);
+    if up.exact && read != want {
         return Err(PhysicalError::Check(format!(
-            "{rel} changed while it was copied: {size} bytes at the start, {read} read"
+            "{rel} changed while it was copied: {want} bytes expected, {read} read"
         )));
     }
-    Ok(ListedFile {
-        file: File {
-            name: rel.to_string(),
-            offset: 0,
-            length: 0,
-            size: read as i64,
-            stg_size: stored as i64,
-            stg_size_uncompressed: read as i64,
-            // Go's os.FileMode of a regular file is its permission bits.
-            fmode: md.permissions().mode() & 0o777,
+    Ok((
+        ListedFile {
+            file: File {
+                name: rel.to_string(),
+                offset: off as i64,
+                length: len as i64,
+                size: if piece.range.is_some() {
+                    file_size as i64
+                } else {
+                    read as i64
+                },
+                stg_size: stored as i64,
+                stg_size_uncompressed: read as i64,
+                // Go's os.FileMode of a regular file is its permission bits.
+                fmode: md.permissions().mode() & 0o777,
+            },
+            crc64: Some(crc),
         },
-        crc64: Some(crc),
-    })
+        hashes,
+    ))
 }
 
 /// How restored files are read.
 #[derive(Clone)]
 pub struct Download {
     pub storage: DynStorage,
-    pub backup: String,
     pub replset: String,
-    pub compression: Compression,
     pub parallel: usize,
     pub chunk: u64,
     pub ahead: usize,
 }
 
 impl Download {
-    fn object(&self, f: &File) -> String {
+    /// The object of `f` in `backup`.
+    pub fn object(&self, backup: &str, compression: Compression, f: &File) -> String {
         format!(
             "{}/{}/{}",
-            self.backup,
+            backup,
             self.replset,
-            names::physical_file_name(&f.name, self.compression.extension(), f.offset, f.length)
+            names::physical_file_name(&f.name, compression.extension(), f.offset, f.length)
         )
     }
 }
 
-/// Writes every listed file under `dbpath`, `parallel` files at once, each read with
-/// up to `ahead` ranged reads in flight; checks size and checksum. Returns the bytes
-/// read from storage.
+/// Writes every planned file under `dbpath`, `parallel` files at once, each object read
+/// with up to `ahead` ranged reads in flight; checks sizes and checksums. Returns the
+/// bytes read from storage.
 ///
 /// # Errors
 /// A missing or short object, a size or checksum mismatch, a write failure.
 pub async fn download_all(
     d: &Download,
     dbpath: &Path,
-    files: &[ListedFile],
+    files: &[RestoreFile],
 ) -> Result<u64, PhysicalError> {
-    let jobs: Vec<(Download, PathBuf, ListedFile)> = files
+    let jobs: Vec<(Download, PathBuf, RestoreFile)> = files
         .iter()
         .map(|f| (d.clone(), dbpath.to_path_buf(), f.clone()))
         .collect();
@@ -329,15 +437,60 @@ pub async fn download_all(
     Ok(sizes.iter().sum())
 }
 
-async fn download_one(d: &Download, dbpath: &Path, f: &ListedFile) -> Result<u64, PhysicalError> {
+async fn download_one(d: &Download, dbpath: &Path, f: &RestoreFile) -> Result<u64, PhysicalError> {
     use std::os::unix::fs::PermissionsExt;
-    let rel = &f.file.name;
+    use tokio::io::AsyncSeekExt;
+    let rel = &f.name;
     if rel.starts_with('/') || rel.split('/').any(|p| p == "..") {
         return Err(PhysicalError::Check(format!(
             "file list entry {rel:?} points outside the dbPath"
         )));
     }
-    let object = d.object(&f.file);
+    let path = dbpath.join(rel);
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(PhysicalError::io(format!("create {}", parent.display())))?;
+    }
+    let mut out = tokio::fs::File::create(&path)
+        .await
+        .map_err(PhysicalError::io(format!("create {}", path.display())))?;
+    let mut total = 0;
+    // The base's copy first, then each increment's ranges over it.
+    for op in &f.ops {
+        let e = &op.entry;
+        out.seek(std::io::SeekFrom::Start(e.file.offset.max(0) as u64))
+            .await
+            .map_err(PhysicalError::io(format!("seek {}", path.display())))?;
+        total += download_op(d, op, &mut out).await?;
+    }
+    out.flush()
+        .await
+        .map_err(PhysicalError::io(format!("write {}", path.display())))?;
+    // PBM cuts the file to each copied entry's size; the last one is the target's.
+    out.set_len(f.size)
+        .await
+        .map_err(PhysicalError::io(format!("truncate {}", path.display())))?;
+    out.sync_all()
+        .await
+        .map_err(PhysicalError::io(format!("sync {}", path.display())))?;
+    if f.fmode != 0 {
+        tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(f.fmode & 0o7777))
+            .await
+            .map_err(PhysicalError::io(format!("chmod {}", path.display())))?;
+    }
+    Ok(total)
+}
+
+/// Streams one object into `out` at its current position; checks its size and CRC.
+async fn download_op(
+    d: &Download,
+    op: &CopyOp,
+    out: &mut tokio::fs::File,
+) -> Result<u64, PhysicalError> {
+    let f = &op.entry;
+    let rel = &f.file.name;
+    let object = d.object(&op.backup, op.compression, &f.file);
     let total = d.storage.stat(&object).await?.size;
     let chunk = d.chunk.max(1);
     let storage = d.storage.clone();
@@ -368,30 +521,22 @@ async fn download_one(d: &Download, dbpath: &Path, f: &ListedFile) -> Result<u64
         })
         .buffered(d.ahead.max(1));
     let raw: ByteReader = Box::new(tokio_util::io::StreamReader::new(parts));
-    let (mut plain, seen) = tap(rbm_storage::codec::decompress_reader(raw, d.compression));
-    let path = dbpath.join(rel);
-    if let Some(parent) = path.parent() {
-        tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(PhysicalError::io(format!("create {}", parent.display())))?;
-    }
-    let mut out = tokio::fs::File::create(&path)
-        .await
-        .map_err(PhysicalError::io(format!("create {}", path.display())))?;
-    tokio::io::copy(&mut plain, &mut out)
+    let (mut plain, seen) = tap(
+        rbm_storage::codec::decompress_reader(raw, op.compression),
+        false,
+    );
+    tokio::io::copy(&mut plain, out)
         .await
         .map_err(PhysicalError::io(format!("restore {rel} from {object}")))?;
-    out.flush()
-        .await
-        .map_err(PhysicalError::io(format!("write {}", path.display())))?;
-    out.sync_all()
-        .await
-        .map_err(PhysicalError::io(format!("sync {}", path.display())))?;
-    let (n, crc) = take_seen(&seen);
-    if n as i64 != f.file.size {
+    let (n, crc, _) = take_seen(&seen);
+    let want = if f.file.length > 0 {
+        f.file.length
+    } else {
+        f.file.size
+    };
+    if n as i64 != want {
         return Err(PhysicalError::Check(format!(
-            "{rel}: restored {n} bytes, the backup recorded {}",
-            f.file.size
+            "{object}: restored {n} bytes, the backup recorded {want}"
         )));
     }
     if let Some(want) = f.crc64 {
@@ -400,14 +545,6 @@ async fn download_one(d: &Download, dbpath: &Path, f: &ListedFile) -> Result<u64
                 "{rel}: checksum mismatch (CRC-64 {crc:#x}, the backup recorded {want:#x})"
             )));
         }
-    }
-    if f.file.fmode != 0 {
-        tokio::fs::set_permissions(
-            &path,
-            std::fs::Permissions::from_mode(f.file.fmode & 0o7777),
-        )
-        .await
-        .map_err(PhysicalError::io(format!("chmod {}", path.display())))?;
     }
     Ok(total)
 }

@@ -20,6 +20,7 @@ pub mod cold;
 pub mod cursor;
 pub mod files;
 pub mod fsync;
+pub mod incr;
 pub mod mode;
 pub mod nodectl;
 pub mod restore;

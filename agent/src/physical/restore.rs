@@ -19,6 +19,7 @@
 //! back (PITR off) and the backup list is read again from storage.
 
 use super::files::{self, Download, ListedFile};
+use super::incr::RestoreFile;
 use super::{nodectl, PhysicalError, PhysicalSettings};
 use crate::control::lock::{acquire_for_op, LockKind, OpLock};
 use crate::control::ops::OpContext;
@@ -54,7 +55,7 @@ pub async fn is_physical(ctx: &OpContext, cmd: &RestoreCmd) -> bool {
     };
     matches!(
         backup_meta(ctx, &name).await.map(|(m, _)| m.kind),
-        Ok(BackupType::Physical)
+        Ok(BackupType::Physical | BackupType::Incremental)
     )
 }
 
@@ -309,9 +310,7 @@ async fn restore(
         .and_then(|c| c.restore);
     let dl = Download {
         storage: storage.clone(),
-        backup: meta.name.clone(),
         replset: rs.clone(),
-        compression: meta.compression.parse().unwrap_or(Compression::None),
         parallel: cmd
             .num_parallel_files
             .filter(|n| *n > 0)
@@ -387,7 +386,7 @@ async fn restore(
     result
 }
 
-type Prepared = (BackupMeta, DynStorage, Vec<ListedFile>, PathBuf, Extra);
+type Prepared = (BackupMeta, DynStorage, Vec<RestoreFile>, PathBuf, Extra);
 
 /// What the restore needs besides the files, all read before the node is stopped.
 struct Extra {
@@ -420,7 +419,7 @@ async fn prepare(
             meta.name, meta.status
         )));
     }
-    if meta.kind != BackupType::Physical {
+    if !matches!(meta.kind, BackupType::Physical | BackupType::Incremental) {
         return Err(PhysicalError::Config(format!(
             "backup '{}' is {}, not physical",
             meta.name,
@@ -448,27 +447,17 @@ async fn prepare(
             meta.name, part.mongo_version, ctx.node.info.mongo_version
         )));
     }
-    let list = if part.files.is_empty() {
-        let mut r = storage.open(&names::filelist(&meta.name, rs)).await?;
-        let mut bytes = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut r, &mut bytes)
-            .await
-            .map_err(PhysicalError::io("read filelist.pbm"))?;
-        files::decode_filelist(&bytes)?
+    let list = if meta.kind == BackupType::Incremental {
+        chain_plan(ctx, &storage, &meta).await?
     } else {
-        part.files
-            .iter()
-            .map(|f| ListedFile {
-                file: f.clone(),
-                crc64: None,
-            })
-            .collect()
+        super::incr::single(
+            &meta.name,
+            compression_of(&meta),
+            &filelist(&storage, &meta, part).await?,
+        )?
     };
-    if list.iter().any(|f| f.file.length != 0) {
-        return Err(PhysicalError::Config(
-            "incremental physical backups cannot be restored by this build".into(),
-        ));
-    }
+    // Every object there, with the size written, before the node is touched.
+    check_objects(&storage, rs, &list).await?;
     if settings.start_cmd.is_none() {
         return Err(PhysicalError::Config(
             "a physical restore stops and starts the node: give the agent --mongod-start-cmd"
@@ -545,6 +534,125 @@ async fn prepare(
     ))
 }
 
+/// The file list of one backup: `filelist.pbm`, or the meta's list (PBM before 2.0).
+async fn filelist(
+    storage: &DynStorage,
+    meta: &BackupMeta,
+    part: &rbm_protocol::meta::backup::BackupReplset,
+) -> Result<Vec<ListedFile>, PhysicalError> {
+    if !part.files.is_empty() {
+        return Ok(part
+            .files
+            .iter()
+            .map(|f| ListedFile {
+                file: f.clone(),
+                crc64: None,
+            })
+            .collect());
+    }
+    let mut r = storage
+        .open(&names::filelist(&meta.name, &part.name))
+        .await?;
+    let mut bytes = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut r, &mut bytes)
+        .await
+        .map_err(PhysicalError::io("read filelist.pbm"))?;
+    files::decode_filelist(&bytes)
+}
+
+/// PBM's `setBcpFiles`: the chain from the target back to its base through
+/// `src_backup`, every member done, incremental and of this replica set, then the copy
+/// plan over their file lists.
+async fn chain_plan(
+    ctx: &OpContext,
+    storage: &DynStorage,
+    target: &BackupMeta,
+) -> Result<Vec<RestoreFile>, PhysicalError> {
+    let rs = &ctx.node.info.replset;
+    let mut chain: Vec<(String, Compression, Vec<ListedFile>)> = Vec::new();
+    let mut meta = target.clone();
+    loop {
+        let part = meta
+            .replsets
+            .iter()
+            .find(|r| &r.name == rs)
+            .ok_or_else(|| {
+                PhysicalError::Config(format!(
+                    "backup '{}' of the incremental chain has no data of replica set {rs}",
+                    meta.name
+                ))
+            })?;
+        chain.push((
+            meta.name.clone(),
+            compression_of(&meta),
+            filelist(storage, &meta, part).await?,
+        ));
+        if meta.src_backup.is_empty() {
+            break;
+        }
+        if chain.iter().any(|(n, _, _)| n == &meta.src_backup) || chain.len() > 10_000 {
+            return Err(PhysicalError::Check(format!(
+                "the incremental chain of '{}' loops at '{}'",
+                target.name, meta.src_backup
+            )));
+        }
+        let src = meta.src_backup.clone();
+        meta = backup_meta(ctx, &src)
+            .await
+            .map_err(|e| {
+                PhysicalError::Config(format!(
+                    "source backup '{src}' of '{}' (incremental chain): {e}",
+                    meta.name
+                ))
+            })?
+            .0;
+        if meta.status != Status::Done || meta.kind != BackupType::Incremental {
+            return Err(PhysicalError::Config(format!(
+                "source backup '{}' of the incremental chain is {} {}, not a done incremental backup",
+                meta.name,
+                meta.status,
+                meta.kind.as_str()
+            )));
+        }
+    }
+    super::incr::copy_plan(&chain)
+}
+
+fn compression_of(meta: &BackupMeta) -> Compression {
+    meta.compression.parse().unwrap_or(Compression::None)
+}
+
+/// Every object the plan reads exists with its recorded stored size.
+async fn check_objects(
+    storage: &DynStorage,
+    rs: &str,
+    plan: &[RestoreFile],
+) -> Result<(), PhysicalError> {
+    let dl = Download {
+        storage: storage.clone(),
+        replset: rs.to_string(),
+        parallel: 1,
+        chunk: 1,
+        ahead: 1,
+    };
+    for f in plan {
+        for op in &f.ops {
+            let obj = dl.object(&op.backup, op.compression, &op.entry.file);
+            let m = storage.stat(&obj).await.map_err(|e| {
+                PhysicalError::Check(format!("backup '{}' is incomplete: {obj}: {e}", op.backup))
+            })?;
+            // PBM before 2.x recorded no stored sizes.
+            if op.entry.file.stg_size > 0 && m.size != op.entry.file.stg_size as u64 {
+                return Err(PhysicalError::Check(format!(
+                    "backup '{}' is damaged: {obj} has {} bytes, {} were stored",
+                    op.backup, m.size, op.entry.file.stg_size
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Stop, move aside, copy back, start, reset the control state. On failure after the
 /// stop, the old data is put back and the node started on it.
 #[allow(clippy::too_many_arguments)]
@@ -553,7 +661,7 @@ async fn swap_data(
     settings: &PhysicalSettings,
     dbpath: &Path,
     dl: &Download,
-    list: &[ListedFile],
+    list: &[RestoreFile],
     progress: &Progress,
     extra: &Extra,
     leader: bool,
@@ -637,7 +745,7 @@ async fn swap_stopped(
     settings: &PhysicalSettings,
     dbpath: &Path,
     dl: &Download,
-    list: &[ListedFile],
+    list: &[RestoreFile],
     progress: &Progress,
     extra: &Extra,
     leader: bool,

@@ -102,11 +102,14 @@ pub fn check_base(b: &BackupMeta, target: Timestamp) -> Result<(), PlanError> {
             why: format!("its status is '{}'", b.status),
         });
     }
-    if !matches!(b.kind, BackupType::Logical | BackupType::Physical) {
+    if !matches!(
+        b.kind,
+        BackupType::Logical | BackupType::Physical | BackupType::Incremental
+    ) {
         return Err(PlanError::BaseUnusable {
             name: b.name.clone(),
             why: format!(
-                "it is a {} backup; this build replays onto logical and full physical backups only",
+                "it is a {} backup; this build replays onto logical and physical backups only",
                 b.kind.as_str()
             ),
         });
@@ -321,11 +324,12 @@ mod tests {
             pick_base(&b, target_ts(285)).map(|b| b.name.as_str()),
             Some("p")
         );
-        // PBM picks the incremental one too; this build then refuses it.
+        // PBM picks the incremental one too, restored through its chain.
         let inc = pick_base(&b, target_ts(400)).expect("i");
         assert_eq!(inc.name, "i");
+        assert!(check_base(inc, target_ts(400)).is_ok());
         assert!(matches!(
-            check_base(inc, target_ts(400)),
+            check_base(&b[4], target_ts(400)),
             Err(PlanError::BaseUnusable { .. })
         ));
         assert!(pick_base(&b, target_ts(50)).is_none());

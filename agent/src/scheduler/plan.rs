@@ -34,6 +34,53 @@ pub enum Refusal {
     BaseForPitr,
     #[error("backup is the base of incremental backup {0}")]
     IncrementBase(String),
+    #[error("backup is not base increment")]
+    NotBaseIncrement,
+}
+
+/// PBM's `FetchAllIncrements` + `CanDeleteIncrementalChain`: an incremental backup is
+/// deleted only as a whole chain, from its base. Returns the base and every increment
+/// built on it (each step follows the newest done increment, as PBM), base first.
+///
+/// # Errors
+/// Not a base, a member running, or the chain is the last PITR base.
+pub fn incremental_chain(
+    base: &BackupMeta,
+    backups: &[BackupMeta],
+    chunks: &[PitrChunk],
+    pitr: PitrMode,
+) -> Result<Vec<BackupMeta>, Refusal> {
+    if base.status.is_running() {
+        return Err(Refusal::InProgress);
+    }
+    if base.kind != BackupType::Incremental || !base.src_backup.is_empty() {
+        return Err(Refusal::NotBaseIncrement);
+    }
+    let mut out = vec![base.clone()];
+    let mut last = base.clone();
+    let mut last_write = base.last_write_ts;
+    loop {
+        let incs: Vec<&BackupMeta> = backups
+            .iter()
+            .filter(|b| b.src_backup == last.name && !out.iter().any(|o| o.name == b.name))
+            .collect();
+        if incs.is_empty() {
+            break;
+        }
+        if incs.iter().any(|b| b.status.is_running()) {
+            return Err(Refusal::InProgress);
+        }
+        out.extend(incs.iter().map(|b| (*b).clone()));
+        let Some(succ) = incs.iter().rev().find(|b| b.status == Status::Done) else {
+            break;
+        };
+        last_write = succ.last_write_ts;
+        last = (*succ).clone();
+    }
+    if required_for_pitr(backups, chunks, pitr, last_write, base.last_write_ts) {
+        return Err(Refusal::BaseForPitr);
+    }
+    Ok(out)
 }
 
 /// One restorable oplog range, in unix seconds (PBM's `oplog.Timeline`).
@@ -446,6 +493,42 @@ mod tests {
         assert_eq!(
             can_delete(&base, &all, &[], PitrMode::default()),
             Err(Refusal::IncrementBase("inc".into()))
+        );
+    }
+
+    #[test]
+    fn incremental_backups_are_deleted_as_a_chain_from_the_base() {
+        let mut base = bcp("base", 100, Status::Done);
+        base.kind = BackupType::Incremental;
+        let inc = |n: &str, src: &str, t: u32, st: Status| {
+            let mut b = bcp(n, t, st);
+            b.kind = BackupType::Incremental;
+            b.src_backup = src.into();
+            b
+        };
+        let all = vec![
+            base.clone(),
+            inc("i1", "base", 120, Status::Done),
+            inc("i1x", "base", 125, Status::Error),
+            inc("i2", "i1", 140, Status::Done),
+            bcp("other", 150, Status::Done),
+        ];
+        let chain = incremental_chain(&base, &all, &[], PitrMode::default()).unwrap();
+        let names: Vec<&str> = chain.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["base", "i1", "i1x", "i2"]);
+        assert_eq!(
+            incremental_chain(&all[1], &all, &[], PitrMode::default()),
+            Err(Refusal::NotBaseIncrement)
+        );
+        assert_eq!(
+            incremental_chain(&all[4], &all, &[], PitrMode::default()),
+            Err(Refusal::NotBaseIncrement)
+        );
+        let mut running = all.clone();
+        running.push(inc("i3", "i2", 160, Status::Running));
+        assert_eq!(
+            incremental_chain(&base, &running, &[], PitrMode::default()),
+            Err(Refusal::InProgress)
         );
     }
 
