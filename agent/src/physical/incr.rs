@@ -33,12 +33,13 @@ pub fn hash_object(backup: &str, rs: &str) -> String {
     format!("{backup}/{rs}/rbm.blockhashes.bson")
 }
 
-/// The block hashes of one file. XXH3-128: a well-kept, non-cryptographic hash that
-/// runs at memory speed (the hash pass reads the whole dbPath while the node is
-/// stopped or locked, so its speed is the cost of the mode) with 128 bits, which makes
-/// an accidental collision between a block and its changed self negligible. The data
-/// is not adversarial (it is the node's own files), so a cryptographic hash would buy
-/// nothing for several times the CPU.
+/// The block hashes of one file: BLAKE3, cut to 128 bits. A block whose hash matches
+/// the source's is not stored, so a collision would silently restore old bytes; the
+/// blocks hold application data, which users who can write to the database control,
+/// so the hash must resist crafted collisions, not only accidental ones. BLAKE3 is
+/// cryptographic and still runs at several GB/s per core (SIMD), faster than the dbPath
+/// is read from disk; 128 bits leave a second preimage (matching a given old block)
+/// out of reach.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileHashes {
     pub size: u64,
@@ -48,7 +49,7 @@ pub struct FileHashes {
 /// Hashes what passes through in [`BLOCK`]s, in order, from offset 0.
 #[derive(Default)]
 pub struct BlockHasher {
-    state: Option<twox_hash::XxHash3_128>,
+    state: Option<blake3::Hasher>,
     in_block: u64,
     size: u64,
     blocks: Vec<u128>,
@@ -60,8 +61,8 @@ impl BlockHasher {
             let room = (BLOCK - self.in_block) as usize;
             let n = room.min(data.len());
             self.state
-                .get_or_insert_with(twox_hash::XxHash3_128::new)
-                .write(&data[..n]);
+                .get_or_insert_with(blake3::Hasher::new)
+                .update(&data[..n]);
             self.in_block += n as u64;
             self.size += n as u64;
             data = &data[n..];
@@ -73,7 +74,7 @@ impl BlockHasher {
 
     fn flush(&mut self) {
         if let Some(s) = self.state.take() {
-            self.blocks.push(s.finish_128());
+            self.blocks.push(hash128(&s));
         }
         self.in_block = 0;
     }
@@ -89,8 +90,20 @@ impl BlockHasher {
     }
 }
 
+/// The first 128 bits of a BLAKE3 hash.
+fn hash128(h: &blake3::Hasher) -> u128 {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    u128::from_le_bytes(a)
+}
+
+/// The hash of the object's entries; an entry made with another is refused.
+const ALGORITHM: &str = "blake3-128";
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct HashDoc {
+    #[serde(rename = "a")]
+    algorithm: String,
     #[serde(rename = "f")]
     name: String,
     #[serde(rename = "s")]
@@ -113,6 +126,7 @@ pub fn encode_hashes(files: &[(String, FileHashes)]) -> Result<Vec<u8>, Physical
             bytes.extend_from_slice(&b.to_le_bytes());
         }
         let d = HashDoc {
+            algorithm: ALGORITHM.into(),
             name: name.clone(),
             size: h.size as i64,
             block: BLOCK as i64,
@@ -145,7 +159,11 @@ pub fn decode_hashes(bytes: &[u8]) -> Result<HashMap<String, FileHashes>, Physic
         let d: HashDoc =
             bson::deserialize_from_slice(&raw[..len]).map_err(|e| bad(e.to_string()))?;
         raw = &raw[len..];
-        if d.block != BLOCK as i64 || !d.hashes.bytes.len().is_multiple_of(16) || d.size < 0 {
+        if d.algorithm != ALGORITHM
+            || d.block != BLOCK as i64
+            || !d.hashes.bytes.len().is_multiple_of(16)
+            || d.size < 0
+        {
             return Err(bad(format!(
                 "entry of {} is not in this build's format",
                 d.name
@@ -333,10 +351,11 @@ mod tests {
         let h = hashes(&data);
         assert_eq!(h.size, data.len() as u64);
         assert_eq!(h.blocks.len(), 3);
-        assert_eq!(
-            h.blocks[1],
-            twox_hash::XxHash3_128::oneshot(&data[BLOCK as usize..2 * BLOCK as usize])
-        );
+        assert_eq!(h.blocks[1], {
+            let mut h = blake3::Hasher::new();
+            h.update(&data[BLOCK as usize..2 * BLOCK as usize]);
+            hash128(&h)
+        });
         assert_eq!(hashes(&[]).blocks.len(), 0);
     }
 
@@ -351,6 +370,14 @@ mod tests {
         assert_eq!(back["a.wt"], files[0].1);
         assert_eq!(back["journal/x"], files[1].1);
         assert!(decode_hashes(&bytes[..bytes.len() - 1]).is_err());
+        // Hashes made with another algorithm (an older build's) are never compared.
+        let other = bson::serialize_to_vec(&bson::doc! {
+            "a": "xxh3-128", "f": "a.wt", "s": 3000_i64, "b": BLOCK as i64,
+            "h": bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: vec![0; 16] },
+        })
+        .unwrap();
+        let e = decode_hashes(&other).expect_err("another algorithm");
+        assert!(e.to_string().contains("a.wt"), "{e}");
     }
 
     #[test]
