@@ -120,6 +120,26 @@ s="$(wall "$bin/rbm" backup --type logical --compression s2 --wait)"
 lname="$(last_name)"
 rows+=("| logical backup (s2) | $s | $(mbps "$dbsize" "$s") | $(du -sb "$CLUSTER_DIR/storage/$lname" | cut -f1) |")
 
+# Incremental (hash mode, as cold mode has no WiredTiger block tracking): a base, then
+# an increment after 1% more documents. The increment reads the whole dbPath again while
+# the node is down; only the changed blocks are stored.
+cluster_log "incremental base (s2), then 1% more documents and an increment..."
+s="$(wall "$bin/rbm" backup --type incremental --base --compression s2 --wait)"
+bname="$(last_name)"
+rows+=("| incremental base (s2) | $s | $(mbps "$dbsize" "$s") | $(du -sb "$CLUSTER_DIR/storage/$bname" | cut -f1) |")
+"$py" - "$MONGO_URI" "$ndocs" <<'PY'
+import sys, pymongo
+c = pymongo.MongoClient(sys.argv[1])
+n = int(sys.argv[2]) // 100
+docs = list(c.bench.c0.find({}).limit(n))
+for i, d in enumerate(docs):
+    d["_id"] = f"extra-{i}"
+c.bench.c0.insert_many(docs)
+PY
+s="$(wall "$bin/rbm" backup --type incremental --compression s2 --wait)"
+iname="$(last_name)"
+rows+=("| increment after +1% docs (s2) | $s | $(mbps "$dbsize" "$s") | $(du -sb "$CLUSTER_DIR/storage/$iname" | cut -f1) |")
+
 for i in "${!names[@]}"; do
     c="$(cut -d' ' -f$((i + 1)) <<<"$compressions")"
     cluster_log "physical restore of ${names[$i]} ($c)..."
