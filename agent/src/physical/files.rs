@@ -45,22 +45,14 @@ pub fn encode_filelist(files: &[ListedFile]) -> Result<Vec<u8>, PhysicalError> {
 /// # Errors
 /// A truncated or undecodable document.
 pub fn decode_filelist(bytes: &[u8]) -> Result<Vec<ListedFile>, PhysicalError> {
-    let mut out = Vec::new();
-    let mut raw = bytes;
-    while !raw.is_empty() {
-        let len = raw
-            .get(..4)
-            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .and_then(|n| usize::try_from(n).ok())
-            .filter(|n| *n >= 5 && *n <= raw.len())
-            .ok_or_else(|| PhysicalError::Check("filelist.pbm is truncated".into()))?;
-        out.push(
-            bson::deserialize_from_slice(&raw[..len])
-                .map_err(|e| PhysicalError::Check(format!("filelist.pbm: {e}")))?,
-        );
-        raw = &raw[len..];
-    }
-    Ok(out)
+    rbm_protocol::meta::backup::split_documents(bytes)
+        .map_err(|_| PhysicalError::Check("filelist.pbm is truncated".into()))?
+        .into_iter()
+        .map(|(_, doc)| {
+            bson::deserialize_from_slice(doc)
+                .map_err(|e| PhysicalError::Check(format!("filelist.pbm: {e}")))
+        })
+        .collect()
 }
 
 /// Every regular file under `dbpath`, relative, sorted; lock files and diagnostics

@@ -147,18 +147,11 @@ pub fn encode_hashes(files: &[(String, FileHashes)]) -> Result<Vec<u8>, Physical
 /// A truncated or undecodable object, or one made with another block size.
 pub fn decode_hashes(bytes: &[u8]) -> Result<HashMap<String, FileHashes>, PhysicalError> {
     let mut out = HashMap::new();
-    let mut raw = bytes;
     let bad = |m: String| PhysicalError::Check(format!("block hashes: {m}"));
-    while !raw.is_empty() {
-        let len = raw
-            .get(..4)
-            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .and_then(|n| usize::try_from(n).ok())
-            .filter(|n| *n >= 5 && *n <= raw.len())
-            .ok_or_else(|| bad("truncated".into()))?;
-        let d: HashDoc =
-            bson::deserialize_from_slice(&raw[..len]).map_err(|e| bad(e.to_string()))?;
-        raw = &raw[len..];
+    let docs =
+        rbm_protocol::meta::backup::split_documents(bytes).map_err(|_| bad("truncated".into()))?;
+    for (_, doc) in docs {
+        let d: HashDoc = bson::deserialize_from_slice(doc).map_err(|e| bad(e.to_string()))?;
         if d.algorithm != ALGORITHM
             || d.block != BLOCK as i64
             || !d.hashes.bytes.len().is_multiple_of(16)

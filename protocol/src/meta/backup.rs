@@ -218,10 +218,11 @@ pub enum FilelistError {
     },
 }
 
-/// Parses `<bcp>/<rs>/filelist.pbm`: PBM's physical file list, concatenated BSON
-/// [`File`] documents, uncompressed.
-pub fn read_filelist(bytes: &[u8]) -> Result<Vec<File>, FilelistError> {
-    let mut files = Vec::new();
+/// Splits concatenated BSON documents (`filelist.pbm` and rbm's own objects of the same
+/// shape) into one slice per document; `Err(offset)` names where a document is cut off
+/// or its length is impossible.
+pub fn split_documents(bytes: &[u8]) -> Result<Vec<(usize, &[u8])>, usize> {
+    let mut docs = Vec::new();
     let mut offset = 0;
     while offset < bytes.len() {
         let len = bytes
@@ -229,15 +230,24 @@ pub fn read_filelist(bytes: &[u8]) -> Result<Vec<File>, FilelistError> {
             .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .and_then(|n| usize::try_from(n).ok())
             .filter(|n| *n >= 5 && offset + n <= bytes.len())
-            .ok_or(FilelistError::Truncated(offset))?;
-        let doc = &bytes[offset..offset + len];
-        files.push(
-            bson::deserialize_from_slice(doc)
-                .map_err(|source| FilelistError::Document { offset, source })?,
-        );
+            .ok_or(offset)?;
+        docs.push((offset, &bytes[offset..offset + len]));
         offset += len;
     }
-    Ok(files)
+    Ok(docs)
+}
+
+/// Parses `<bcp>/<rs>/filelist.pbm`: PBM's physical file list, concatenated BSON
+/// [`File`] documents, uncompressed.
+pub fn read_filelist(bytes: &[u8]) -> Result<Vec<File>, FilelistError> {
+    split_documents(bytes)
+        .map_err(FilelistError::Truncated)?
+        .into_iter()
+        .map(|(offset, doc)| {
+            bson::deserialize_from_slice(doc)
+                .map_err(|source| FilelistError::Document { offset, source })
+        })
+        .collect()
 }
 
 /// The bytes of a `filelist.pbm` object.
