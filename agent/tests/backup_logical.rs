@@ -199,15 +199,6 @@ async fn read_object(st: &DynStorage, name: &str) -> Vec<u8> {
     out
 }
 
-async fn backup_meta(c: &Client, name: &str) -> BackupMeta {
-    let d = find_all(c, "pbmBackups", doc! {"name": name})
-        .await
-        .into_iter()
-        .next()
-        .expect("backup meta");
-    mongodb::bson::deserialize_from_document(d).expect("decode meta")
-}
-
 fn name_from_output(out: &str) -> String {
     let i = out
         .find("Starting backup \"")

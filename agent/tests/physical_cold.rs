@@ -7,7 +7,6 @@ mod agent_common;
 use agent_common::*;
 use mongodb::bson::{doc, Document};
 use mongodb::Client;
-use rbm_protocol::meta::BackupMeta;
 use rbm_storage::StorageConf;
 use std::path::Path;
 use std::time::Duration;
@@ -142,15 +141,6 @@ fn storage_files(root: &Path) -> Vec<String> {
     out
 }
 
-async fn meta(c: &Client, name: &str) -> BackupMeta {
-    let d = find_all(c, "pbmBackups", doc! {"name": name})
-        .await
-        .into_iter()
-        .next()
-        .expect("backup meta");
-    mongodb::bson::deserialize_from_document(d).expect("decode meta")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cold_backup_and_restore_bring_back_the_data_and_drop_the_old_dbpath() {
     let env = setup().await;
@@ -162,7 +152,7 @@ async fn cold_backup_and_restore_bring_back_the_data_and_drop_the_old_dbpath() {
     let name = backup(&env).await;
     // The client saw the node go away; a fresh one reads the state.
     let c = client(&env.server).await;
-    let m = meta(&c, &name).await;
+    let m = backup_meta(&c, &name).await;
     assert_eq!(m.kind.as_str(), "physical");
     assert_eq!(m.status.as_str(), "done");
     let rs = &m.replsets[0];
@@ -260,7 +250,7 @@ async fn failed_restore_puts_the_old_data_back() {
     let current = rbm_e2e::state_hashes(&c).await;
 
     // Corrupt the largest stored file of the backup in its middle.
-    let m = meta(&c, &name).await;
+    let m = backup_meta(&c, &name).await;
     let dir = env.store.path().join(&name).join(&m.replsets[0].name);
     let biggest = std::fs::read_dir(&dir)
         .expect("backup dir")
@@ -393,7 +383,7 @@ async fn agent_shutdown_during_a_cold_backup_starts_the_node_again() {
     // The node is back with its data, the backup failed and left nothing.
     let c = client(&server).await;
     assert_eq!(rbm_e2e::state_hashes(&c).await, before);
-    let m = meta(&c, &name).await;
+    let m = backup_meta(&c, &name).await;
     assert_eq!(
         m.status.as_str(),
         "error",

@@ -10,7 +10,6 @@ mod agent_common;
 use agent_common::*;
 use mongodb::bson::{doc, Document};
 use mongodb::Client;
-use rbm_protocol::meta::BackupMeta;
 use std::path::Path;
 use std::time::Duration;
 
@@ -66,15 +65,6 @@ fn restore(server: &rbm_e2e::MongoServer, agent: &Agent, name: &str) {
         "restore of {name} failed:\n{out}\n{err}\nagent:\n{}",
         agent.log()
     );
-}
-
-async fn meta(c: &Client, name: &str) -> BackupMeta {
-    let d = find_all(c, "pbmBackups", doc! {"name": name})
-        .await
-        .into_iter()
-        .next()
-        .expect("backup meta");
-    mongodb::bson::deserialize_from_document(d).expect("decode meta")
 }
 
 fn dir_bytes(root: &Path) -> u64 {
@@ -133,9 +123,9 @@ async fn incremental_chain_restores_every_point_and_stores_only_changes() {
     // PBM's meta: the chain through src_backup, every member `incremental`.
     let c = client(&server).await;
     let (mb, m1, m2) = (
-        meta(&c, &base).await,
-        meta(&c, &i1).await,
-        meta(&c, &i2).await,
+        backup_meta(&c, &base).await,
+        backup_meta(&c, &i1).await,
+        backup_meta(&c, &i2).await,
     );
     for m in [&mb, &m1, &m2] {
         assert_eq!(m.kind.as_str(), "incremental");

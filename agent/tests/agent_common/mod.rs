@@ -172,6 +172,16 @@ pub async fn find_all(c: &Client, coll: &str, filter: Document) -> Vec<Document>
         .expect("cursor")
 }
 
+/// The `pbmBackups` document of the backup `name`, decoded.
+pub async fn backup_meta(c: &Client, name: &str) -> rbm_protocol::meta::BackupMeta {
+    let d = find_all(c, "pbmBackups", doc! {"name": name})
+        .await
+        .into_iter()
+        .next()
+        .expect("backup meta");
+    mongodb::bson::deserialize_from_document(d).expect("decode meta")
+}
+
 /// Polls `f` every 200 ms until it returns `Some`, or panics after `timeout` with `what`.
 pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
 where
