@@ -253,6 +253,20 @@ async fn increment_without_a_base_or_over_a_full_backup_is_refused() {
         "{err}\nagent:\n{}",
         agent.log()
     );
+    // Backup names have whole seconds (PBM's): a base sent within the refused one's
+    // second would share its name, and `--wait` would report the refused one.
+    let refused_second = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    while std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        == refused_second
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let _ = backup(&server, &agent, true);
     // The base's hashes gone (as for a base made by PBM): a clear error.
     let c = client(&server).await;
