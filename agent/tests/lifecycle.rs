@@ -266,7 +266,16 @@ async fn delete_pitr_and_cleanup_keep_what_a_restore_needs() {
     assert_eq!(find_all(&c, "pbmPITRChunks", doc! {}).await.len(), 2);
 
     // Cleanup up to a time inside the timeline: b1 + c1 are what a restore to it
-    // needs, so everything stays.
+    // needs, so everything stays. The CLI refuses a time after now, and a fast run
+    // gets here within the last write's second.
+    while std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        < u64::from(lw.time) + 1
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let (ok, out, err) = rbm(
         &server,
         &["cleanup", "--older-than", &rfc3339(lw.time + 1), "-y"],
