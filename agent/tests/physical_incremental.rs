@@ -44,6 +44,20 @@ async fn insert(c: &Client, db: &str, coll: &str, tag: &str, n: i32) {
         .expect("insert");
 }
 
+/// Until the clock's second changes.
+async fn next_second() {
+    let secs = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs()
+    };
+    let now = secs();
+    while secs() == now {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn backup(server: &rbm_e2e::MongoServer, agent: &Agent, base: bool) -> String {
     let mut args = vec!["backup", "--type", "incremental", "--wait"];
     if base {
@@ -253,20 +267,9 @@ async fn increment_without_a_base_or_over_a_full_backup_is_refused() {
         "{err}\nagent:\n{}",
         agent.log()
     );
-    // Backup names have whole seconds (PBM's): a base sent within the refused one's
-    // second would share its name, and `--wait` would report the refused one.
-    let refused_second = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    while std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        == refused_second
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Backup names have whole seconds (PBM's): a backup sent within the previous one's
+    // second would share its name, and `--wait` would report the previous one.
+    next_second().await;
     let _ = backup(&server, &agent, true);
     // The base's hashes gone (as for a base made by PBM): a clear error.
     let c = client(&server).await;
@@ -281,6 +284,7 @@ async fn increment_without_a_base_or_over_a_full_backup_is_refused() {
             .join("rbm.blockhashes.bson"),
     )
     .expect("remove hashes");
+    next_second().await;
     let (ok, out, err) = rbm(&server, &["backup", "--type", "incremental", "--wait"]);
     assert!(!ok, "{out}{err}");
     assert!(err.contains("make a new base with --base"), "{err}");
