@@ -1235,3 +1235,96 @@ async fn backup_to_a_storage_profile() {
         "nothing on the main storage"
     );
 }
+
+/// Backup names have whole seconds (PBM's). A backup sent within the second of another
+/// must not take that one's name: the CLI picks a later second, and an agent given a
+/// second command with a taken name (another CLI, same second) refuses it instead of
+/// acting on the first one's meta.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_never_takes_the_name_of_another() {
+    let server = MongoServer::start().await;
+    let c = client(&server).await;
+    small_dataset(&c, 1, 50).await;
+    let store = tempfile::tempdir().expect("store");
+    let conf = rbm_e2e::fs_conf(store.path());
+    set_config(&c, &conf, doc! {}).await;
+    let agent = Agent::start(&server, "n1:27017", "primary", &[]);
+    registered(&c, 1).await;
+
+    // Backups already named for this second and the next three.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let taken: Vec<String> = (0..4)
+        .map(|s| rbm_protocol::names::backup_name(now + s))
+        .collect();
+    let ts0 = mongodb::bson::Timestamp {
+        time: 1,
+        increment: 1,
+    };
+    for name in &taken {
+        c.database("admin")
+            .collection::<Document>("pbmBackups")
+            .insert_one(doc! {
+                "name": name, "opid": "000000000000000000000000", "type": "logical",
+                "compression": "none", "mongodb_version": "8.0.0", "pbm_version": "2.15.0",
+                "store": {"type": "filesystem", "filesystem": {"path": "/nonexistent"}},
+                "status": "error", "error": "planted by the test", "start_ts": now,
+                "last_transition_ts": now, "first_write_ts": ts0, "last_write_ts": ts0, "hb": ts0,
+            })
+            .await
+            .expect("plant meta");
+    }
+    let (ok, out, err) = rbm(&server, &["backup", "--wait", "--compression", "none"]);
+    assert!(ok, "{out}\n{err}\n{}", agent.log());
+    let name = name_from_output(&out);
+    assert!(!taken.contains(&name), "took a used name: {name}");
+    assert!(name > taken[3], "{name} is not after {}", taken[3]);
+    let meta = backup_meta(&c, &name).await;
+    assert_eq!(meta.status, rbm_protocol::defs::Status::Done, "{meta:?}");
+    for name in &taken {
+        let planted = backup_meta(&c, name).await;
+        assert_eq!(
+            planted.opid, "000000000000000000000000",
+            "{name} was rewritten"
+        );
+        assert_eq!(planted.status, rbm_protocol::defs::Status::Error);
+    }
+
+    // Two commands with one name, as two CLIs in the same second would send them.
+    let name = rbm_protocol::names::backup_name(now + 100);
+    let payload = doc! {"type": "logical", "name": &name, "compression": "none"};
+    let first = send_command(&c, "backup", Some(payload.clone()), 0).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = send_command(&c, "backup", Some(payload), 0).await;
+    let meta = wait_for(Duration::from_secs(60), "the first backup to end", || {
+        let c = c.clone();
+        let name = name.clone();
+        async move {
+            let m = backup_meta(&c, &name).await;
+            matches!(
+                m.status,
+                rbm_protocol::defs::Status::Done | rbm_protocol::defs::Status::Error
+            )
+            .then_some(m)
+        }
+    })
+    .await;
+    assert_eq!(meta.opid, first.to_hex());
+    assert_eq!(meta.status, rbm_protocol::defs::Status::Done, "{meta:?}");
+    let refused = wait_for(Duration::from_secs(30), "the refusal in pbmLog", || {
+        let c = c.clone();
+        let opid = second.to_hex();
+        async move {
+            let l = find_all(&c, "pbmLog", doc! {"opid": &opid, "s": 1}).await;
+            (!l.is_empty()).then_some(l)
+        }
+    })
+    .await;
+    let msg = refused[0].get_str("msg").expect("msg");
+    assert!(
+        msg.contains("already used by operation") && msg.contains(&first.to_hex()),
+        "{msg}"
+    );
+}

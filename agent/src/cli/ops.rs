@@ -19,9 +19,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How often the CLI polls while it waits.
 const POLL: Duration = Duration::from_millis(500);
-/// `backup --wait` looks at the meta this often (PBM: 1 s): a read of one document,
-/// and the end of a short backup is seen sooner.
-const BACKUP_WAIT_POLL: Duration = Duration::from_millis(250);
+/// `backup --wait` looks at the meta this often (PBM: 1 s): a read of one document
+/// (and of the progress, when shown), and the end of a short backup is seen sooner.
+const BACKUP_WAIT_POLL: Duration = Duration::from_millis(100);
+/// How often `backup --wait` checks the backup's heartbeat against the cluster time: a
+/// heartbeat goes stale only after `STALE_FRAME_SEC`, so every poll would be waste.
+const STUCK_CHECK: Duration = Duration::from_secs(1);
 
 fn now_unix() -> (i64, u32) {
     // The wall clock is right here: PBM names backups and stamps commands with the
@@ -246,7 +249,7 @@ pub async fn backup(
         .map_err(|e| CliError::InvalidArgument(format!("invalid --compression-level: {e}")))?;
     check_for_another_operation(conn).await?;
 
-    let name = rbm_protocol::names::backup_name(now_unix().0);
+    let name = unused_backup_name(conn).await?;
     let cmd = BackupCmd {
         kind,
         incr_base: args.base,
@@ -275,7 +278,7 @@ pub async fn backup(
     // As PBM: the start is bounded by `backup.timeouts.startingStatus`; `--wait-time`
     // bounds only the `--wait` for the end.
     let start_wait = cfg.backup_starting_timeout();
-    let meta = wait_backup_started(conn, &name, start_wait, text, progress)
+    let meta = wait_backup_started(conn, &name, &opid, start_wait, text, progress)
         .await
         .map_err(|e| match e {
             WaitErr::NoMeta => CliError::NoAgent {
@@ -299,6 +302,7 @@ pub async fn backup(
         let deadline = args.wait_time.map(|d| tokio::time::Instant::now() + d);
         let mut shown = crate::progress::cli::WaitProgress::new(text);
         let mut outage = crate::physical::cli_wait::Outage::default();
+        let mut last_stuck_check = tokio::time::Instant::now();
         let meta = loop {
             let m = match get_backup(conn, &name).await {
                 Ok(m) => {
@@ -317,7 +321,11 @@ pub async fn backup(
             {
                 break m;
             }
-            if let Some(m) = &m {
+            if let Some(m) = m
+                .as_ref()
+                .filter(|_| last_stuck_check.elapsed() >= STUCK_CHECK)
+            {
+                last_stuck_check = tokio::time::Instant::now();
                 let stuck = match fail_if_stuck(conn, m).await {
                     Ok(s) => s,
                     Err(_) if kind == BackupType::Physical && outage.failed() => None,
@@ -441,6 +449,7 @@ enum WaitErr {
 async fn wait_backup_started(
     conn: &Conn,
     name: &str,
+    opid: &ObjectId,
     timeout: Duration,
     text: bool,
     progress: &mut dyn Write,
@@ -449,6 +458,15 @@ async fn wait_backup_started(
     let mut last: Option<BackupMeta> = None;
     loop {
         if let Some(m) = get_backup(conn, name).await.map_err(WaitErr::Cli)? {
+            // Another `backup` sent in the same second took the name first: its
+            // outcome is not this command's.
+            if m.opid != opid.to_hex() {
+                return Err(WaitErr::Cli(CliError::OperationFailed(format!(
+                    "backup name '{name}' was taken by another backup command (opid {}) \
+                     sent in the same second; this one was not run",
+                    m.opid
+                ))));
+            }
             match m.status {
                 Status::Running
                 | Status::DumpDone
@@ -474,6 +492,32 @@ async fn wait_backup_started(
             let _ = progress.flush();
         }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// A backup name (the current second, as PBM names them) that no backup has yet. A
+/// backup sent within the second of the previous one would otherwise share its name,
+/// and the agents would take it for that backup's command.
+///
+/// # Errors
+/// Read failures.
+async fn unused_backup_name(conn: &Conn) -> Result<String, CliError> {
+    loop {
+        let (secs, nanos) = now_unix();
+        let name = rbm_protocol::names::backup_name(secs);
+        let taken = conn
+            .coll(defs::BACKUPS_COLLECTION)
+            .find_one(doc! {"name": &name})
+            .projection(doc! {"_id": 1})
+            .await
+            .map_err(|e| CliError::mongo("read admin.pbmBackups", &e))?;
+        if taken.is_none() {
+            return Ok(name);
+        }
+        tokio::time::sleep(Duration::from_nanos(u64::from(
+            1_000_000_000 - nanos.min(999_999_999),
+        )))
+        .await;
     }
 }
 

@@ -32,6 +32,9 @@ pub enum ControlError {
         #[source]
         source: bson::error::Error,
     },
+    /// The command cannot be carried out as sent.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl ControlError {

@@ -330,6 +330,7 @@ async fn nominate(
     ctx: &OpContext,
     cmd: &BackupCmd,
     priority: &std::collections::BTreeMap<String, f64>,
+    nominated: &tokio::sync::Notify,
     cancel: &CancellationToken,
 ) -> Result<(), ControlError> {
     let name = cmd.name.as_str();
@@ -385,6 +386,8 @@ async fn nominate(
             .update_one(doc! {"name": name}, doc! {"$set": {"n": n, "hb": hb}})
             .await
             .map_err(ControlError::db("nominate in admin.pbmBackups"))?;
+        // This agent's own nominee need not wait for its next look.
+        nominated.notify_one();
         let deadline = tokio::time::Instant::now() + NOMINATION_GROUP_WAIT;
         while tokio::time::Instant::now() < deadline {
             tokio::select! {
@@ -414,12 +417,15 @@ async fn nominate(
 }
 
 /// A nominee: wait to be named, take the lock, acknowledge, then run the backup.
+/// `nominated` wakes it as soon as this agent's own nominator wrote a nomination; other
+/// agents' nominations are seen by polling.
 async fn run_if_nominated(
     ctx: &OpContext,
     opid: OpId,
     epoch: Option<Timestamp>,
     cmd: &BackupCmd,
     config: Option<Config>,
+    nominated: &tokio::sync::Notify,
     cancel: &CancellationToken,
 ) -> Result<(), ControlError> {
     let name = cmd.name.as_str();
@@ -437,12 +443,13 @@ async fn run_if_nominated(
     while tokio::time::Instant::now() < deadline {
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
+            _ = nominated.notified() => {}
             _ = tokio::time::sleep(NOMINATION_POLL) => {}
         }
         let Some(meta) = read_meta(&ctx.node, name).await? else {
             continue;
         };
-        if ended(meta.status) {
+        if ended(meta.status) || meta.opid != opid_hex {
             return Ok(());
         }
         let Some(mine) = meta.nomination.iter().find(|n| &n.rs == rs) else {
@@ -566,18 +573,31 @@ async fn backup(
     if role == NodeRole::Primary {
         let config = super::heartbeat::Heartbeat::main_config(&ctx.node).await?;
         ensure_backup_meta(ctx, opid, cmd, config.as_ref()).await?;
+        if let Some(other) = read_meta(&ctx.node, &cmd.name)
+            .await?
+            .filter(|m| m.opid != opid.to_hex())
+        {
+            // Two commands with one name (sent within the same second): the name
+            // belongs to the first, and this one must not act on its meta.
+            return Err(ControlError::Refused(format!(
+                "backup name {:?} is already used by operation {}",
+                cmd.name, other.opid
+            )));
+        }
         let priority = config
             .as_ref()
             .and_then(|c| c.backup.as_ref())
             .map(|b| b.priority.clone())
             .unwrap_or_default();
+        let nominated = tokio::sync::Notify::new();
         let (a, b) = tokio::join!(
-            nominate(ctx, cmd, &priority, cancel),
-            run_if_nominated(ctx, opid, epoch, cmd, config.clone(), cancel)
+            nominate(ctx, cmd, &priority, &nominated, cancel),
+            run_if_nominated(ctx, opid, epoch, cmd, config.clone(), &nominated, cancel)
         );
         a.and(b)
     } else {
         let config = super::heartbeat::Heartbeat::main_config(&ctx.node).await?;
-        run_if_nominated(ctx, opid, epoch, cmd, config, cancel).await
+        let never = tokio::sync::Notify::new();
+        run_if_nominated(ctx, opid, epoch, cmd, config, &never, cancel).await
     }
 }

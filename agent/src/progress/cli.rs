@@ -74,7 +74,12 @@ enum Mode {
 /// Progress while `--wait` polls.
 pub struct WaitProgress {
     mode: Mode,
+    /// When the progress was last read: callers may poll faster than it is worth showing.
+    read_at: Option<Instant>,
 }
+
+/// The progress is read at most this often, however fast the caller polls.
+const READ_EVERY: Duration = Duration::from_millis(500);
 
 impl WaitProgress {
     /// Bars when stderr is a terminal, plain lines when it is not; nothing unless `text`.
@@ -91,7 +96,10 @@ impl WaitProgress {
                 shown: HashMap::new(),
             }
         };
-        Self { mode }
+        Self {
+            mode,
+            read_at: None,
+        }
     }
 
     /// Bars replace PBM's dots on a terminal.
@@ -101,9 +109,11 @@ impl WaitProgress {
 
     /// Reads the operation's progress and shows it.
     pub async fn poll(&mut self, conn: &Conn, coll: &str, name: &str) {
-        if matches!(self.mode, Mode::Off) {
+        if matches!(self.mode, Mode::Off) || self.read_at.is_some_and(|t| t.elapsed() < READ_EVERY)
+        {
             return;
         }
+        self.read_at = Some(Instant::now());
         let list = read(conn, coll, doc! {"name": name}).await;
         self.show(&list);
     }
