@@ -19,12 +19,27 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How often the CLI polls while it waits.
 const POLL: Duration = Duration::from_millis(500);
-/// `backup --wait` looks at the meta this often (PBM: 1 s): a read of one document
-/// (and of the progress, when shown), and the end of a short backup is seen sooner.
-const BACKUP_WAIT_POLL: Duration = Duration::from_millis(100);
+/// `backup --wait` and `restore --wait` look at the meta this often (PBM: 1 s): a read
+/// of one document (and of the progress, when shown), and the end is seen sooner.
+const META_WAIT_POLL: Duration = Duration::from_millis(100);
 /// How often `backup --wait` checks the backup's heartbeat against the cluster time: a
 /// heartbeat goes stale only after `STALE_FRAME_SEC`, so every poll would be waste.
 const STUCK_CHECK: Duration = Duration::from_secs(1);
+
+/// PBM's progress dots, one a second however often the wait polls.
+#[derive(Default)]
+struct Dots(Option<tokio::time::Instant>);
+
+impl Dots {
+    fn tick(&mut self, progress: &mut dyn Write) {
+        if self.0.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            return;
+        }
+        self.0 = Some(tokio::time::Instant::now());
+        let _ = write!(progress, ".");
+        let _ = progress.flush();
+    }
+}
 
 fn now_unix() -> (i64, u32) {
     // The wall clock is right here: PBM names backups and stamps commands with the
@@ -303,6 +318,7 @@ pub async fn backup(
         let mut shown = crate::progress::cli::WaitProgress::new(text);
         let mut outage = crate::physical::cli_wait::Outage::default();
         let mut last_stuck_check = tokio::time::Instant::now();
+        let mut dots = Dots::default();
         let meta = loop {
             let m = match get_backup(conn, &name).await {
                 Ok(m) => {
@@ -344,11 +360,10 @@ pub async fn backup(
                 )));
             }
             if text && !shown.draws_bars() {
-                let _ = write!(progress, ".");
-                let _ = progress.flush();
+                dots.tick(progress);
             }
             shown.poll(conn, defs::BACKUPS_COLLECTION, &name).await;
-            tokio::time::sleep(BACKUP_WAIT_POLL).await;
+            tokio::time::sleep(META_WAIT_POLL).await;
         };
         shown.finish(conn, defs::BACKUPS_COLLECTION, &name).await;
         let meta = meta.ok_or_else(|| CliError::NotFound(format!("backup '{name}' vanished")))?;
@@ -791,6 +806,7 @@ async fn wait_restore_shown(
     let mut last_status: Option<Status> = None;
     let mut physical = false;
     let mut outage = crate::physical::cli_wait::Outage::default();
+    let mut dots = Dots::default();
     loop {
         let d = match conn
             .coll(defs::RESTORES_COLLECTION)
@@ -829,13 +845,12 @@ async fn wait_restore_shown(
         }
         let bars = shown.as_ref().is_some_and(|s| s.draws_bars());
         if text && !bars {
-            let _ = write!(progress, ".");
-            let _ = progress.flush();
+            dots.tick(progress);
         }
         if let Some(s) = shown.as_deref_mut() {
             s.poll(conn, defs::RESTORES_COLLECTION, name).await;
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(META_WAIT_POLL).await;
     }
 }
 
