@@ -68,10 +68,30 @@ measure() {
         'BEGIN {printf "%.1f %.2f %d\n", t1 - t0, c1 - c0, h}'
 }
 
+# backup_phases NAME: where the agent's time went, from the backup's own pbmLog lines:
+# nomination to the dump's start (the oplog's newest entry, users and roles), the dump,
+# the last oplog slice, and the rest.
+backup_phases() {
+    "$py" - "$MONGO_URI" "$1" <<'PY'
+import sys, pymongo
+log = pymongo.MongoClient(sys.argv[1]).admin.pbmLog
+at = {}
+for e in log.find({"eobj": sys.argv[2]}).sort([("ts", 1), ("ns", 1)]):
+    t = e["ts"] + e.get("ns", 0) / 1e9
+    for key, prefix in (("start", "backup started"), ("dump", "dumping up to"),
+                        ("dumped", "dump finished"), ("slice", "created chunk"),
+                        ("end", "backup finished")):
+        if e["msg"].startswith(prefix):
+            at[key] = t
+f = lambda a, b: "%.2f" % (at[b] - at[a]) if a in at and b in at else "?"
+print(" | ".join([f("start", "dump"), f("dump", "dumped"), f("dumped", "slice"), f("slice", "end")]))
+PY
+}
+
 declare -A pbm_backup=([none]="31.5 | 1.6-2.6 | 131-135 | 214,756,856" \
     [s2]="30.4-37.9 | 1.1-1.7 | 134-150 | 111,714,487" [zstd]="32.5-35.7 | 2.3-2.6 | 170-178 | 72,795,043")
 declare -A pbm_restore=([none]="88.0 | 4.4 | 293" [s2]="73.1-88.1 | 3.5-3.6 | 286-300" [zstd]="98.0 | 4.5 | 268")
-rows_b=() rows_r=() names=()
+rows_b=() rows_r=() names=() phases=()
 for c in $compressions; do
     raw_scan
     cluster_log "backup, compression $c (raw scan just before: $scan_s s)..."
@@ -81,6 +101,7 @@ for c in $compressions; do
     names+=("$name")
     ratio="$(awk -v w="$wall" -v s="$scan_s" 'BEGIN {printf "%.2f", w / s}')"
     rows_b+=("| $c | $wall | $scan_s | $ratio | $cpu | $hwm | $bytes | ${pbm_backup[$c]:-?} |")
+    phases+=("| $c | $(backup_phases "$name") | $scan_s |")
 done
 for i in "${!names[@]}"; do
     c="$(cut -d' ' -f$((i + 1)) <<<"$compressions")"
@@ -96,6 +117,11 @@ echo "Logical backup, 3 x $ndocs docs ($(sed -E 's/.*bytes=([0-9]+).*/\1/' <<<"$
 echo "| compression | rbm wall s | raw scan s | wall/scan | rbm agent CPU s | rbm agent peak RSS MB | rbm bytes | PBM wall s | PBM CPU s | PBM peak RSS MB | PBM bytes |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows_b[@]}"
+echo
+echo "Where a backup's time goes (s, from its pbmLog lines): nomination to dump start = the oplog's newest entry (PBM's GetOplogStartTime) and users/roles; last slice = the oplog range read of the backup window"
+echo "| compression | to dump start | dump | last oplog slice | finish | raw scan |"
+echo "|---|---|---|---|---|---|"
+printf '%s\n' "${phases[@]}"
 echo
 echo "Logical restore (data verified with pbm-peer-gendata.py --verify)"
 echo "| backup | rbm wall s | rbm agent CPU s | rbm agent peak RSS MB | PBM wall s | PBM CPU s | PBM peak RSS MB |"
