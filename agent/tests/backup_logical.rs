@@ -1252,10 +1252,7 @@ async fn a_backup_never_takes_the_name_of_another() {
     registered(&c, 1).await;
 
     // Backups already named for this second and the next three.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64;
+    let now = now_secs() as i64;
     let taken: Vec<String> = (0..4)
         .map(|s| rbm_protocol::names::backup_name(now + s))
         .collect();

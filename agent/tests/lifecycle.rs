@@ -268,12 +268,7 @@ async fn delete_pitr_and_cleanup_keep_what_a_restore_needs() {
     // Cleanup up to a time inside the timeline: b1 + c1 are what a restore to it
     // needs, so everything stays. The CLI refuses a time after now, and a fast run
     // gets here within the last write's second.
-    while std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        < u64::from(lw.time) + 1
-    {
+    while now_secs() < f64::from(lw.time) + 1.0 {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let (ok, out, err) = rbm(
@@ -698,10 +693,7 @@ async fn missed_slots_after_downtime_run_once() {
     )
     .await;
     // The state a scheduler left five hours ago.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64;
+    let now = now_secs() as i64;
     let then = now - now % 3600 - 5 * 3600;
     c.database("admin")
         .collection::<Document>("rbmSchedule")

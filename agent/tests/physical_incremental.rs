@@ -44,20 +44,6 @@ async fn insert(c: &Client, db: &str, coll: &str, tag: &str, n: i32) {
         .expect("insert");
 }
 
-/// Until the clock's second changes.
-async fn next_second() {
-    let secs = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_secs()
-    };
-    let now = secs();
-    while secs() == now {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn backup(server: &rbm_e2e::MongoServer, agent: &Agent, base: bool) -> String {
     let mut args = vec!["backup", "--type", "incremental", "--wait"];
     if base {

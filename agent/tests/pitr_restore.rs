@@ -12,7 +12,7 @@ mod pitr_common;
 #[allow(dead_code)]
 mod restore_common;
 
-use agent_common::{client, wait_for, Agent, MongoServer};
+use agent_common::{client, next_second, wait_for, Agent, MongoServer};
 use mongodb::bson::{doc, Document, Timestamp};
 use mongodb::Client;
 use pitr_common::*;

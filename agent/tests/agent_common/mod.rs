@@ -11,6 +11,20 @@ use std::time::{Duration, Instant};
 
 pub use rbm_e2e::MongoServer;
 
+/// The wall clock in seconds since the epoch (backup names and command `ts` use it).
+pub fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64()
+}
+
+/// Sleeps until just after the next whole second: backup names have whole seconds.
+pub async fn next_second() {
+    let wait = 1.05 - now_secs().fract();
+    tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+}
+
 /// A running agent process; killed on drop.
 pub struct Agent {
     pub name: String,
@@ -207,11 +221,7 @@ pub async fn send_command(
     ts_offset: i64,
 ) -> mongodb::bson::oid::ObjectId {
     let id = mongodb::bson::oid::ObjectId::new();
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64
-        + ts_offset;
+    let ts = now_secs() as i64 + ts_offset;
     let mut d = doc! {"_id": id, "cmd": cmd};
     if let Some(p) = payload {
         d.insert(cmd, p);

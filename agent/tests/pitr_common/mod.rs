@@ -1,6 +1,6 @@
-//! Shared by the PITR restore tests (logical and physical bases): wall-clock seconds,
-//! the server's newest oplog entry, and PITR chunks cut from the server's own oplog
-//! and indexed as PBM's slicer writes them.
+//! Shared by the PITR restore tests (logical and physical bases): the server's newest
+//! oplog entry, and PITR chunks cut from the server's own oplog and indexed as PBM's
+//! slicer writes them.
 
 use mongodb::bson::{doc, Document, Timestamp};
 use mongodb::Client;
@@ -10,19 +10,6 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
-
-pub fn now_secs() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs_f64()
-}
-
-/// Sleeps until just after the next whole second.
-pub async fn next_second() {
-    let wait = 1.05 - now_secs().fract();
-    tokio::time::sleep(Duration::from_secs_f64(wait)).await;
-}
 
 pub async fn last_oplog_ts(c: &Client) -> Timestamp {
     c.database("local")
