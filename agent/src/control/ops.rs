@@ -220,7 +220,8 @@ async fn mark_backup_error(node: &Node, filter: Document, err: &str) -> Result<b
 }
 
 /// The cluster leader creates the meta in `starting`, as PBM's `Init` does; an
-/// existing meta (the CLI's, or another leader's) is kept.
+/// existing meta of the same command (another leader's) is kept, one of another command
+/// refuses this one.
 async fn ensure_backup_meta(
     ctx: &OpContext,
     opid: OpId,
@@ -288,7 +289,15 @@ async fn ensure_backup_meta(
         bson::serialize_to_document(&meta).map_err(ControlError::bson("encode backup meta"))?;
     match backups(&ctx.node).insert_one(doc).await {
         Ok(_) => Ok(()),
-        Err(e) if super::is_duplicate_key(&e) => Ok(()),
+        Err(e) if super::is_duplicate_key(&e) => match read_meta(&ctx.node, &cmd.name).await? {
+            // Two commands with one name (sent within the same second): the name
+            // belongs to the first, and this one must not act on its meta.
+            Some(other) if other.opid != opid.to_hex() => Err(ControlError::Refused(format!(
+                "backup name {:?} is already used by operation {}",
+                cmd.name, other.opid
+            ))),
+            _ => Ok(()),
+        },
         Err(e) => Err(ControlError::db("insert into admin.pbmBackups")(e)),
     }
 }
@@ -573,17 +582,6 @@ async fn backup(
     if role == NodeRole::Primary {
         let config = super::heartbeat::Heartbeat::main_config(&ctx.node).await?;
         ensure_backup_meta(ctx, opid, cmd, config.as_ref()).await?;
-        if let Some(other) = read_meta(&ctx.node, &cmd.name)
-            .await?
-            .filter(|m| m.opid != opid.to_hex())
-        {
-            // Two commands with one name (sent within the same second): the name
-            // belongs to the first, and this one must not act on its meta.
-            return Err(ControlError::Refused(format!(
-                "backup name {:?} is already used by operation {}",
-                cmd.name, other.opid
-            )));
-        }
         let priority = config
             .as_ref()
             .and_then(|c| c.backup.as_ref())
