@@ -57,8 +57,7 @@ pub fn incremental_chain(
         return Err(Refusal::NotBaseIncrement);
     }
     let mut out = vec![base.clone()];
-    let mut last = base.clone();
-    let mut last_write = base.last_write_ts;
+    let mut last = base;
     loop {
         let incs: Vec<&BackupMeta> = backups
             .iter()
@@ -74,10 +73,15 @@ pub fn incremental_chain(
         let Some(succ) = incs.iter().rev().find(|b| b.status == Status::Done) else {
             break;
         };
-        last_write = succ.last_write_ts;
-        last = (*succ).clone();
+        last = succ;
     }
-    if required_for_pitr(backups, chunks, pitr, last_write, base.last_write_ts) {
+    if required_for_pitr(
+        backups,
+        chunks,
+        pitr,
+        last.last_write_ts,
+        base.last_write_ts,
+    ) {
         return Err(Refusal::BaseForPitr);
     }
     Ok(out)
