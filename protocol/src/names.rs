@@ -303,6 +303,22 @@ pub fn physical_file_name(path: &str, ext: &str, offset: i64, length: i64) -> St
     }
 }
 
+/// `<bcp>/<rs>/` + [`physical_file_name`]: the object of a physical backup's file (or
+/// of a block range of it).
+pub fn physical_object(
+    bcp: &str,
+    rs: &str,
+    path: &str,
+    ext: &str,
+    offset: i64,
+    length: i64,
+) -> String {
+    format!(
+        "{bcp}/{rs}/{}",
+        physical_file_name(path, ext, offset, length)
+    )
+}
+
 /// The `n`-th continuation part (n ≥ 1) of an object split above `maxObjSizeGB`.
 pub fn part_name(object: &str, n: u32) -> String {
     format!("{object}{PART_SUFFIX}{n}")

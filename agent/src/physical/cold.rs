@@ -487,7 +487,7 @@ async fn cursor_copy(
         .await
         .map_err(|e| match e {
             // WiredTiger lost the source's history (another node, a restart).
-            PhysicalError::Reply(m) if chain.incr && m.contains("No such file or directory") => {
+            PhysicalError::Reply(m) if chain.incr() && m.contains("No such file or directory") => {
                 PhysicalError::Config(
                     "can't find incremental backup history. Previous backup was made on another node. You can make a new base incremental backup to start a new history.".into(),
                 )
@@ -512,7 +512,7 @@ async fn cursor_copy(
         })
     };
     let work = async {
-        let plan = super::cursor::plan_uploads(&cur.files, chain.incr);
+        let plan = super::cursor::plan_uploads(&cur.files, chain.incr());
         let rels: Vec<String> = plan.iter().map(|(f, _)| f.name.clone()).collect();
         let (pieces, unchanged) = super::cursor::plan_pieces(&plan);
         let unchanged = unchanged
@@ -577,17 +577,20 @@ async fn check_objects(
     Ok(())
 }
 
-/// Where an incremental backup stands in its chain.
+/// Where an incremental backup stands in its chain: `cursor` says which kind of backup
+/// it is (and names the source of a non-base increment).
 struct Chain {
-    incr: bool,
-    /// The previous backup of the chain (none for a base or a full backup).
-    src: Option<String>,
     /// Hash mode: the source's block hashes.
     src_hashes: Option<HashMap<String, FileHashes>>,
     cursor: CursorKind,
 }
 
 impl Chain {
+    /// An incremental backup, base or not.
+    fn incr(&self) -> bool {
+        !matches!(self.cursor, CursorKind::Full)
+    }
+
     /// PBM's rules: a non-base increment follows the newest done incremental backup,
     /// which must be on the same storage; its name goes into the meta (`src_backup`).
     async fn define(
@@ -598,8 +601,6 @@ impl Chain {
     ) -> Result<Self, PhysicalError> {
         if cmd.kind != BackupType::Incremental {
             return Ok(Self {
-                incr: false,
-                src: None,
                 src_hashes: None,
                 cursor: CursorKind::Full,
             });
@@ -609,8 +610,6 @@ impl Chain {
                 flush_history(node).await;
             }
             return Ok(Self {
-                incr: true,
-                src: None,
                 src_hashes: None,
                 cursor: CursorKind::IncrementalBase {
                     backup: cmd.name.clone(),
@@ -642,8 +641,6 @@ impl Chain {
             Some(read_hashes(storage, &src.name, rs).await?)
         };
         Ok(Self {
-            incr: true,
-            src: Some(src.name.clone()),
             src_hashes,
             cursor: CursorKind::Incremental {
                 backup: cmd.name.clone(),
@@ -726,7 +723,7 @@ async fn hashed_copy(
     chain: &Chain,
 ) -> Result<Vec<files::ListedFile>, PhysicalError> {
     use futures::{StreamExt, TryStreamExt};
-    if !chain.incr {
+    if !chain.incr() {
         return files::upload_all(up, dbpath, rels).await;
     }
     let (copied, hashes) = match &chain.src_hashes {
@@ -782,7 +779,10 @@ async fn hashed_copy(
             (copied, hashes)
         }
     };
-    if let Some(src) = &chain.src {
+    if let CursorKind::Incremental {
+        src_backup: src, ..
+    } = &chain.cursor
+    {
         tracing::debug!("increment over {src}: {} objects", copied.len());
     }
     let bytes = incr::encode_hashes(&hashes)?;
@@ -808,9 +808,14 @@ fn unchanged_entry(
     let path = dbpath.join(rel);
     let md =
         std::fs::metadata(&path).map_err(PhysicalError::io(format!("stat {}", path.display())))?;
-    let mut file = incr::range_entry(rel, 0, 0, size, md.permissions().mode() & 0o777);
-    file.offset = -1;
-    file.length = -1;
-    file.stg_size_uncompressed = 0;
+    let file = rbm_protocol::meta::backup::File {
+        name: rel.to_string(),
+        offset: -1,
+        length: -1,
+        size: size as i64,
+        stg_size: 0,
+        stg_size_uncompressed: 0,
+        fmode: md.permissions().mode() & 0o777,
+    };
     Ok(files::ListedFile { file, crc64: None })
 }

@@ -219,18 +219,15 @@ pub struct Upload {
 }
 
 impl Upload {
-    /// The object of a dbPath file.
-    pub fn object(&self, rel: &str) -> String {
-        self.object_of(rel, 0, 0)
-    }
-
-    /// The object of a stored range (`0, 0`: the whole file).
+    /// The object of a stored range of a dbPath file (`0, 0`: the whole file).
     pub fn object_of(&self, rel: &str, off: i64, len: i64) -> String {
-        format!(
-            "{}/{}/{}",
-            self.backup,
-            self.replset,
-            names::physical_file_name(rel, self.compression.extension(), off, len)
+        names::physical_object(
+            &self.backup,
+            &self.replset,
+            rel,
+            self.compression.extension(),
+            off,
+            len,
         )
     }
 }
@@ -394,16 +391,17 @@ pub struct Download {
     pub ahead: usize,
 }
 
-impl Download {
-    /// The object of `f` in `backup`.
-    pub fn object(&self, backup: &str, compression: Compression, f: &File) -> String {
-        format!(
-            "{}/{}/{}",
-            backup,
-            self.replset,
-            names::physical_file_name(&f.name, compression.extension(), f.offset, f.length)
-        )
-    }
+/// The object a restore reads for `op` of replica set `rs`.
+pub fn restore_object(rs: &str, op: &CopyOp) -> String {
+    let f = &op.entry.file;
+    names::physical_object(
+        &op.backup,
+        rs,
+        &f.name,
+        op.compression.extension(),
+        f.offset,
+        f.length,
+    )
 }
 
 /// Writes every planned file under `dbpath`, `parallel` files at once, each object read
@@ -482,7 +480,7 @@ async fn download_op(
 ) -> Result<u64, PhysicalError> {
     let f = &op.entry;
     let rel = &f.file.name;
-    let object = d.object(&op.backup, op.compression, &f.file);
+    let object = restore_object(&d.replset, op);
     let total = d.storage.stat(&object).await?.size;
     let chunk = d.chunk.max(1);
     let storage = d.storage.clone();

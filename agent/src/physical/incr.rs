@@ -17,7 +17,6 @@
 
 use super::files::ListedFile;
 use super::PhysicalError;
-use rbm_protocol::meta::backup::File;
 use rbm_storage::Compression;
 use std::collections::HashMap;
 
@@ -312,22 +311,10 @@ pub fn single(
     copy_plan(&[(backup.to_string(), compression, list.to_vec())])
 }
 
-/// The list entry of a piece stored by an increment.
-pub fn range_entry(name: &str, off: u64, len: u64, size: u64, fmode: u32) -> File {
-    File {
-        name: name.to_string(),
-        offset: off as i64,
-        length: len as i64,
-        size: size as i64,
-        stg_size: 0,
-        stg_size_uncompressed: len as i64,
-        fmode,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rbm_protocol::meta::backup::File;
 
     fn hashes(data: &[u8]) -> FileHashes {
         let mut h = BlockHasher::default();

@@ -628,16 +628,9 @@ async fn check_objects(
     rs: &str,
     plan: &[RestoreFile],
 ) -> Result<(), PhysicalError> {
-    let dl = Download {
-        storage: storage.clone(),
-        replset: rs.to_string(),
-        parallel: 1,
-        chunk: 1,
-        ahead: 1,
-    };
     for f in plan {
         for op in &f.ops {
-            let obj = dl.object(&op.backup, op.compression, &op.entry.file);
+            let obj = files::restore_object(rs, op);
             let m = storage.stat(&obj).await.map_err(|e| {
                 PhysicalError::Check(format!("backup '{}' is incomplete: {obj}: {e}", op.backup))
             })?;
