@@ -83,14 +83,20 @@ fn dir_bytes(root: &Path) -> u64 {
     n
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn incremental_chain_restores_every_point_and_stores_only_changes() {
+/// A node the agent may stop and start, filesystem storage, and its agent reporting.
+async fn node_with_agent() -> (rbm_e2e::MongoServer, tempfile::TempDir, Client, Agent) {
     let server = rbm_e2e::MongoServer::start_restartable().await;
     let store = tempfile::tempdir().expect("storage dir");
     let c = client(&server).await;
     set_config(&c, &rbm_e2e::fs_conf(store.path())).await;
     let agent = Agent::start_on_node(&server, &server.start_cmd(), &server.stop_cmd(), &[]);
     registered(&c).await;
+    (server, store, c, agent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_chain_restores_every_point_and_stores_only_changes() {
+    let (server, store, c, agent) = node_with_agent().await;
 
     for (db, coll) in [("shop", "a"), ("shop", "b"), ("geo", "a"), ("geo", "b")] {
         insert(&c, db, coll, "base", 3000).await;
@@ -239,12 +245,7 @@ async fn incremental_chain_restores_every_point_and_stores_only_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn increment_without_a_base_or_over_a_full_backup_is_refused() {
-    let server = rbm_e2e::MongoServer::start_restartable().await;
-    let store = tempfile::tempdir().expect("storage dir");
-    let c = client(&server).await;
-    set_config(&c, &rbm_e2e::fs_conf(store.path())).await;
-    let agent = Agent::start_on_node(&server, &server.start_cmd(), &server.stop_cmd(), &[]);
-    registered(&c).await;
+    let (server, store, c, agent) = node_with_agent().await;
     insert(&c, "shop", "a", "base", 200).await;
     let (ok, out, err) = rbm(&server, &["backup", "--type", "incremental", "--wait"]);
     assert!(!ok, "an increment without a base succeeded:\n{out}\n{err}");
